@@ -1,0 +1,125 @@
+package apierror
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxDecodeBytes bounds how much of an error body Decode reads.
+const maxDecodeBytes = 1 << 20
+
+// RateLimit is the rate-limit state a response announced in its
+// X-RateLimit-* headers.
+type RateLimit struct {
+	Limit     int
+	Remaining int
+	Reset     time.Time
+}
+
+// ParseRateLimit reads X-RateLimit-Limit, -Remaining and -Reset (unix
+// seconds) from h. ok is false unless all three parse.
+func ParseRateLimit(h http.Header) (rl RateLimit, ok bool) {
+	l, err1 := strconv.Atoi(h.Get("X-RateLimit-Limit"))
+	rem, err2 := strconv.Atoi(h.Get("X-RateLimit-Remaining"))
+	reset, err3 := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return RateLimit{}, false
+	}
+	return RateLimit{Limit: l, Remaining: rem, Reset: time.Unix(reset, 0)}, true
+}
+
+// ParseRetryAfter reads a Retry-After value, either delay seconds or an
+// HTTP date (taken relative to now). ok is false if h has none or it does
+// not parse. A date in the past gives 0.
+func ParseRetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		if s > 1<<31 {
+			s = 1 << 31
+		}
+		return time.Duration(s) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+// Decode turns a non-2xx response into an *Error. A tollgate envelope or
+// problem+json body gives its code, message and details; any other body (an
+// HTML page from a proxy, empty, garbage) gives an *Error built from the
+// status, with Foreign set. The response's headers are kept in Header (for
+// Retry-After and the rate-limit headers), Status is the status received,
+// and details.request_id falls back to the X-Request-Id header.
+//
+// Decode reads at most 1 MiB of the body and does not close it.
+func Decode(resp *http.Response) *Error {
+	var data []byte
+	if resp.Body != nil {
+		data, _ = io.ReadAll(io.LimitReader(resp.Body, maxDecodeBytes))
+	}
+	e := decodeBody(resp.Header.Get("Content-Type"), data)
+	if e == nil {
+		code := CodeForStatus(resp.StatusCode)
+		e = &Error{Code: code, Message: code.Message(), Foreign: true}
+	}
+	e.Status = resp.StatusCode
+	e.Header = resp.Header.Clone()
+	if e.RequestID() == "" {
+		if id := resp.Header.Get(HeaderRequestID); id != "" {
+			e.With("request_id", id)
+		}
+	}
+	return e
+}
+
+func decodeBody(contentType string, data []byte) *Error {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if !strings.HasSuffix(mt, "json") || len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if mt == "application/problem+json" {
+		var p map[string]any
+		if json.Unmarshal(data, &p) != nil {
+			return nil
+		}
+		code, _ := p["code"].(string)
+		if code == "" {
+			return nil
+		}
+		msg, _ := p["detail"].(string)
+		d := Details{}
+		for k, v := range p {
+			switch k {
+			case "type", "title", "status", "detail", "instance", "code":
+			default:
+				d[k] = v
+			}
+		}
+		return &Error{Code: Code(code), Message: msg, Details: d}
+	}
+	var env struct {
+		Error *struct {
+			Code    string  `json:"code"`
+			Message string  `json:"message"`
+			Details Details `json:"details"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(data, &env) != nil || env.Error == nil || env.Error.Code == "" {
+		return nil
+	}
+	return &Error{Code: Code(env.Error.Code), Message: env.Error.Message, Details: env.Error.Details}
+}

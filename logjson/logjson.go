@@ -1,0 +1,301 @@
+// Package logjson is a log/slog JSON handler with a fast path for access
+// lines.
+//
+// General records go through the standard library's slog.JSONHandler.
+// Access lines, one per HTTP request, are encoded by appending to a pooled
+// buffer (no reflection, no allocation) in the same JSON shape, and may be
+// buffered and flushed in batches, so logging every request does not cost
+// a write system call each. Any other record flushes the buffer first and
+// is written at once, so order is kept and errors reach the log
+// immediately.
+package logjson
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Options configure a Handler.
+type Options struct {
+	// Level is the minimum level written; nil means slog.LevelInfo.
+	Level slog.Leveler
+	// BufferSize, when positive, lets access lines collect in memory up to
+	// this many bytes before they are written.
+	BufferSize int
+	// FlushInterval, when positive with BufferSize, flushes buffered
+	// access lines at this interval until Close.
+	FlushInterval time.Duration
+}
+
+// Handler is a slog.Handler writing JSON lines to one io.Writer, plus the
+// Access fast path. It is safe for concurrent use.
+type Handler struct {
+	slog.Handler
+	sink  *sink
+	level slog.Leveler
+}
+
+// New returns a Handler writing to w. Call Close to flush and stop the
+// background flusher.
+func New(w io.Writer, opts *Options) *Handler {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Level == nil {
+		o.Level = slog.LevelInfo
+	}
+	s := &sink{w: w, max: o.BufferSize, stop: make(chan struct{})}
+	if o.BufferSize > 0 && o.FlushInterval > 0 {
+		s.done = make(chan struct{})
+		go s.loop(o.FlushInterval)
+	}
+	return &Handler{
+		Handler: slog.NewJSONHandler(s, &slog.HandlerOptions{Level: o.Level}),
+		sink:    s,
+		level:   o.Level,
+	}
+}
+
+// Flush writes buffered access lines.
+func (h *Handler) Flush() error { return h.sink.flush() }
+
+// Close flushes buffered lines and stops the background flusher. The
+// Handler may still be used; later access lines are written at once.
+func (h *Handler) Close() error {
+	h.sink.close()
+	return h.sink.flush()
+}
+
+// Access is one access-log line.
+type Access struct {
+	Time      time.Time
+	Level     slog.Level
+	RequestID string
+	Method    string
+	Route     string
+	Path      string
+	Status    int
+	Code      string
+	Bytes     int64
+	Duration  time.Duration
+	KeyID     string
+	Error     string
+}
+
+// Attrs returns the fields of a as slog attributes, in the order the fast
+// path writes them; for loggers whose handler has no fast path.
+func (a *Access) Attrs() []slog.Attr {
+	attrs := []slog.Attr{
+		slog.String("request_id", a.RequestID),
+		slog.String("method", a.Method),
+		slog.String("route", a.Route),
+		slog.String("path", a.Path),
+		slog.Int("status", a.Status),
+		slog.String("code", a.Code),
+		slog.Int64("bytes", a.Bytes),
+		slog.Float64("duration_ms", durationMillis(a.Duration)),
+	}
+	if a.KeyID != "" {
+		attrs = append(attrs, slog.String("key_id", a.KeyID))
+	}
+	if a.Error != "" {
+		attrs = append(attrs, slog.String("error", a.Error))
+	}
+	return attrs
+}
+
+// AccessMessage is the msg of every access line.
+const AccessMessage = "request"
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// Access writes one access line if a.Level is enabled. It does not
+// allocate.
+func (h *Handler) Access(a *Access) {
+	if a.Level < h.level.Level() {
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	b = append(b, `{"time":"`...)
+	b = a.Time.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = append(b, `","level":"`...)
+	b = append(b, a.Level.String()...)
+	b = append(b, `","msg":"`+AccessMessage+`","request_id":`...)
+	b = AppendString(b, a.RequestID)
+	b = append(b, `,"method":`...)
+	b = AppendString(b, a.Method)
+	b = append(b, `,"route":`...)
+	b = AppendString(b, a.Route)
+	b = append(b, `,"path":`...)
+	b = AppendString(b, a.Path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(a.Status), 10)
+	b = append(b, `,"code":`...)
+	b = AppendString(b, a.Code)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, a.Bytes, 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, durationMillis(a.Duration), 'f', -1, 64)
+	if a.KeyID != "" {
+		b = append(b, `,"key_id":`...)
+		b = AppendString(b, a.KeyID)
+	}
+	if a.Error != "" {
+		b = append(b, `,"error":`...)
+		b = AppendString(b, a.Error)
+	}
+	b = append(b, "}\n"...)
+	if a.Level >= slog.LevelWarn {
+		_, _ = h.sink.Write(b)
+	} else {
+		h.sink.buffered(b)
+	}
+	*bp = b
+	bufPool.Put(bp)
+}
+
+func durationMillis(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}
+
+// WithAttrs returns the standard handler with attrs; the result has no
+// access fast path.
+func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler { return h.Handler.WithAttrs(attrs) }
+
+// WithGroup returns the standard handler with a group; the result has no
+// access fast path.
+func (h *Handler) WithGroup(name string) slog.Handler { return h.Handler.WithGroup(name) }
+
+// Handle writes r as a JSON line, after any buffered access lines.
+func (h *Handler) Handle(ctx context.Context, r slog.Record) error { return h.Handler.Handle(ctx, r) }
+
+const hex = "0123456789abcdef"
+
+// AppendString appends s to b as a JSON string, escaping quotes,
+// backslashes and control characters, and replacing invalid UTF-8 with
+// U+FFFD.
+func AppendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// sink serialises writes to w and holds buffered access lines.
+type sink struct {
+	mu   sync.Mutex
+	w    io.Writer
+	buf  []byte
+	max  int
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// Write writes p at once, after anything buffered. slog.JSONHandler calls
+// it once per record.
+func (s *sink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) > 0 {
+		_, _ = s.w.Write(s.buf)
+		s.buf = s.buf[:0]
+	}
+	return s.w.Write(p)
+}
+
+func (s *sink) buffered(p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.max <= 0 || s.isClosed() {
+		_, _ = s.w.Write(p)
+		return
+	}
+	s.buf = append(s.buf, p...)
+	if len(s.buf) >= s.max {
+		_, _ = s.w.Write(s.buf)
+		s.buf = s.buf[:0]
+	}
+}
+
+func (s *sink) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) == 0 {
+		return nil
+	}
+	_, err := s.w.Write(s.buf)
+	s.buf = s.buf[:0]
+	return err
+}
+
+func (s *sink) isClosed() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *sink) close() {
+	s.once.Do(func() { close(s.stop) })
+	if s.done != nil {
+		<-s.done
+	}
+}
+
+func (s *sink) loop(every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			_ = s.flush()
+		case <-s.stop:
+			return
+		}
+	}
+}

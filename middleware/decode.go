@@ -1,0 +1,212 @@
+package middleware
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"reflect"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+)
+
+// DefaultMaxDepth is the deepest nesting of objects and arrays DecodeJSON
+// accepts unless told otherwise.
+const DefaultMaxDepth = 32
+
+// DecodeOptions tune DecodeJSON.
+type DecodeOptions struct {
+	// Required lists top-level members that must be present and not null.
+	Required []string
+	// MaxDepth bounds nesting; 0 means DefaultMaxDepth.
+	MaxDepth int
+}
+
+// DecodeJSON reads r's body strictly into v and returns an *apierror.Error
+// for the client when it cannot:
+//
+//   - 415 UNSUPPORTED_MEDIA_TYPE when Content-Type is not JSON;
+//   - 413 PAYLOAD_TOO_LARGE past BodyLimit's limit;
+//   - 400 INVALID_REQUEST for an empty body, invalid UTF-8, nesting deeper
+//     than MaxDepth, a syntax error (details.offset), a duplicate member,
+//     trailing data, a value of the wrong type (details.field), an unknown
+//     member (details.field), or a body that is not an object;
+//   - 400 MISSING_FIELD "Missing required field: <name>" for an absent or
+//     null required member.
+func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil || !(mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
+		return apierror.New(apierror.UnsupportedMediaType, "The request body must be JSON (Content-Type: application/json).").
+			With("supported", []string{"application/json"})
+	}
+	if r.Body == nil {
+		return bad("", "The request body is required.", "empty body")
+	}
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return apierror.Wrap(err, apierror.PayloadTooLarge, "").With("limit_bytes", mbe.Limit)
+		}
+		return bad("", "The request body could not be read.", "unreadable body")
+	}
+	return Unmarshal(data, v, opts)
+}
+
+// Unmarshal is DecodeJSON for a body already read.
+func Unmarshal(data []byte, v any, opts DecodeOptions) error {
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return bad("", "The request body is required.", "empty body")
+	}
+	if !utf8.Valid(data) {
+		return bad("", "The request body is not valid UTF-8.", "invalid UTF-8")
+	}
+	maxDepth := opts.MaxDepth
+	if maxDepth <= 0 {
+		maxDepth = DefaultMaxDepth
+	}
+	if depth(data) > maxDepth {
+		return bad("", fmt.Sprintf("The request body nests deeper than %d levels.", maxDepth), "too deep").With("max_depth", maxDepth)
+	}
+	var top map[string]jsontext.Value
+	if err := json.Unmarshal(data, &top); err != nil {
+		var serr *json.SemanticError
+		if errors.As(err, &serr) && serr.JSONPointer == "" {
+			return bad("", "The request body must be a JSON object.", "not an object")
+		}
+		return mapError(err)
+	}
+	if top == nil {
+		return bad("", "The request body must be a JSON object.", "not an object")
+	}
+	for _, name := range opts.Required {
+		if val, ok := top[name]; !ok || val.Kind() == 'n' {
+			return apierror.New(apierror.MissingField, "Missing required field: "+name).With("field", name)
+		}
+	}
+	if err := json.Unmarshal(data, v, json.RejectUnknownMembers(true)); err != nil {
+		return mapError(err)
+	}
+	return nil
+}
+
+func bad(field, message, reason string) *apierror.Error {
+	e := apierror.New(apierror.InvalidRequest, message).With("reason", reason)
+	if field != "" {
+		e.With("field", field)
+	}
+	return e
+}
+
+// mapError turns a json error into INVALID_REQUEST with details.
+func mapError(err error) *apierror.Error {
+	var syn *jsontext.SyntacticError
+	var sem *json.SemanticError
+	switch {
+	case errors.As(err, &syn):
+		field := fieldName(syn.JSONPointer)
+		if errors.Is(syn.Err, jsontext.ErrDuplicateName) {
+			return apierror.Wrap(err, apierror.InvalidRequest, "Duplicate field: "+field+".").
+				With("field", field).With("reason", "duplicate field")
+		}
+		msg := syn.Err.Error()
+		if strings.Contains(msg, "after top-level value") {
+			return apierror.Wrap(err, apierror.InvalidRequest, "Unexpected data after the JSON value.").
+				With("reason", "trailing data").With("offset", syn.ByteOffset)
+		}
+		return apierror.Wrap(err, apierror.InvalidRequest, fmt.Sprintf("Invalid JSON at byte offset %d.", syn.ByteOffset)).
+			With("reason", "syntax error").With("offset", syn.ByteOffset)
+	case errors.As(err, &sem):
+		field := fieldName(sem.JSONPointer)
+		if errors.Is(sem.Err, json.ErrUnknownName) {
+			return apierror.Wrap(err, apierror.InvalidRequest, "Unknown field: "+field+".").
+				With("field", field).With("reason", "unknown field")
+		}
+		want := "a valid value"
+		if t := sem.GoType; t != nil {
+			for t.Kind() == reflect.Pointer {
+				t = t.Elem()
+			}
+			want = kindName(t.Kind().String())
+		}
+		e := apierror.Wrap(err, apierror.InvalidRequest, "Field "+field+" must be "+want+".").
+			With("reason", "wrong type").With("expected", want)
+		if field != "" {
+			e.With("field", field)
+		}
+		return e
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return bad("", "The JSON body ends too early.", "truncated")
+	}
+	return apierror.Wrap(err, apierror.InvalidRequest, "The request body is not valid JSON.").With("reason", "invalid JSON")
+}
+
+// fieldName renders a JSON pointer as a dotted field path: /a/0/b → a.0.b.
+func fieldName(p jsontext.Pointer) string {
+	var parts []string
+	for tok := range p.Tokens() {
+		parts = append(parts, tok)
+	}
+	name := strings.Join(parts, ".")
+	if len(name) > 128 {
+		name = name[:128]
+	}
+	if !utf8.ValidString(name) {
+		name = strings.ToValidUTF8(name, "")
+	}
+	return name
+}
+
+func kindName(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	}
+	return "a valid value"
+}
+
+// depth returns the deepest nesting of arrays and objects in data,
+// ignoring brackets inside strings.
+func depth(data []byte) int {
+	d, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			d++
+			deepest = max(deepest, d)
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return deepest
+}

@@ -1,0 +1,68 @@
+package middleware
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics counts requests by route, status and code, and observes their
+// latency, on reg:
+//
+//	tollgate_http_requests_total{route,status,code}
+//	tollgate_http_request_duration_seconds{route}
+//
+// Unmatched paths are counted under route "unmatched". now is the clock
+// (time.Now if nil).
+func Metrics(reg prometheus.Registerer, now func() time.Time) Middleware {
+	if now == nil {
+		now = time.Now
+	}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_http_requests_total",
+		Help: "HTTP requests by route pattern, status and error code.",
+	}, []string{"route", "status", "code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tollgate_http_request_duration_seconds",
+		Help:    "HTTP request latency by route pattern.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route"})
+	reg.MustRegister(requests, latency)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			st, w, r := begin(w, r, time.Time{})
+			if st.start.IsZero() {
+				st.start = now()
+			}
+			defer func() {
+				route := st.route
+				if route == "" {
+					route = "unmatched"
+				}
+				status := st.rec.status
+				if status == 0 {
+					status = http.StatusOK
+				}
+				requests.WithLabelValues(route, statusText(status), string(st.rec.code())).Inc()
+				latency.WithLabelValues(route).Observe(now().Sub(st.start).Seconds())
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+var statusTexts = func() (s [600]string) {
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return s
+}()
+
+func statusText(code int) string {
+	if code >= 0 && code < len(statusTexts) {
+		return statusTexts[code]
+	}
+	return strconv.Itoa(code)
+}

@@ -1,0 +1,383 @@
+package middleware_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/logjson"
+	"github.com/tollgate-dev/tollgate/middleware"
+)
+
+// logBuffer is a concurrency-safe log destination for tests.
+type logBuffer struct {
+	bytes.Buffer
+}
+
+func (b *logBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %v: %q", err, line)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// stack builds the core chain around a router with a few routes.
+func stack(t *testing.T, logs *logBuffer) http.Handler {
+	t.Helper()
+	l := slog.New(logjson.New(logs, nil))
+	rt := middleware.NewRouter()
+	rt.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) {
+		middleware.SetKeyID(r.Context(), "key_1")
+		w.Write([]byte("ok"))
+	})
+	rt.HandleFunc("POST /things/{id}", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Name string `json:"name"`
+		}
+		if err := middleware.DecodeJSON(r, &body, middleware.DecodeOptions{Required: []string{"name"}}); err != nil {
+			apierror.Write(w, r, err)
+			return
+		}
+		w.WriteHeader(201)
+	})
+	rt.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
+		panic("boom: secret value 42")
+	})
+	rt.HandleFunc("GET /panic-late", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("partial"))
+		panic("late boom")
+	})
+	rt.HandleFunc("GET /abort", func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler)
+	})
+	return middleware.Chain(
+		middleware.RequestID(nil),
+		middleware.Logger(l, nil),
+		middleware.Recover(l),
+		middleware.BodyLimit(64),
+	)(rt)
+}
+
+func do(h http.Handler, method, target string, body string, hdr ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	if body == "" {
+		r = httptest.NewRequest(method, target, nil)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+var ulidID = regexp.MustCompile(`^req_[0-9A-HJKMNP-TV-Z]{26}$`)
+
+func TestRequestID(t *testing.T) {
+	tests := []struct {
+		name    string
+		inbound string
+		keep    bool
+	}{
+		{"none", "", false},
+		{"valid kept", "abc-123_X.y", true},
+		{"128 chars kept", strings.Repeat("a", 128), true},
+		{"129 chars replaced", strings.Repeat("a", 129), false},
+		{"space replaced", "a b", false},
+		{"slash replaced", "a/b", false},
+		{"unicode replaced", "réq", false},
+		{"quote replaced", `a"b`, false},
+	}
+	h := stack(t, &logBuffer{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hdr []string
+			if tt.inbound != "" {
+				hdr = []string{"X-Request-Id", tt.inbound}
+			}
+			w := do(h, "GET", "/nope", "", hdr...)
+			got := w.Header().Get("X-Request-Id")
+			if tt.keep && got != tt.inbound {
+				t.Errorf("X-Request-Id = %q, want %q kept", got, tt.inbound)
+			}
+			if !tt.keep && !ulidID.MatchString(got) {
+				t.Errorf("X-Request-Id = %q, want a new req_<ulid>", got)
+			}
+			if e := apierror.Decode(w.Result()); e.RequestID() != got {
+				t.Errorf("details.request_id = %q, header %q", e.RequestID(), got)
+			}
+		})
+	}
+}
+
+func TestRouter(t *testing.T) {
+	h := stack(t, &logBuffer{})
+	tests := []struct {
+		name, method, path string
+		status             int
+		code               apierror.Code
+		allow              string
+	}{
+		{"unknown path", "GET", "/nope", 404, apierror.RouteNotFound, ""},
+		{"wrong method", "DELETE", "/ok", 405, apierror.MethodNotAllowed, "GET, HEAD"},
+		{"wrong method on pattern", "GET", "/things/1", 405, apierror.MethodNotAllowed, "POST"},
+		{"head on get route", "HEAD", "/ok", 200, "", ""},
+		{"root", "GET", "/", 404, apierror.RouteNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := do(h, tt.method, tt.path, "")
+			if w.Code != tt.status {
+				t.Fatalf("%s %s = %d, want %d; body %s", tt.method, tt.path, w.Code, tt.status, w.Body)
+			}
+			if tt.code == "" {
+				return
+			}
+			if got := w.Header().Get("Content-Type"); got != apierror.ContentTypeJSON {
+				t.Errorf("Content-Type = %q", got)
+			}
+			if got := apierror.Decode(w.Result()).Code; got != tt.code {
+				t.Errorf("code = %s, want %s", got, tt.code)
+			}
+			if got := w.Header().Get("Allow"); got != tt.allow {
+				t.Errorf("Allow = %q, want %q", got, tt.allow)
+			}
+		})
+	}
+}
+
+func TestRecover(t *testing.T) {
+	logs := &logBuffer{}
+	h := stack(t, logs)
+	w := do(h, "GET", "/panic", "")
+	if w.Code != 500 {
+		t.Fatalf("status = %d, want 500", w.Code)
+	}
+	e := apierror.Decode(w.Result())
+	if e.Code != apierror.InternalError || e.Foreign {
+		t.Fatalf("body = %s", w.Body)
+	}
+	for _, leak := range []string{"boom", "secret", "42", ".go", "goroutine", "main.", "runtime", "string"} {
+		if strings.Contains(w.Body.String(), leak) {
+			t.Errorf("body leaks %q: %s", leak, w.Body)
+		}
+	}
+	id := w.Header().Get("X-Request-Id")
+	var found, access bool
+	for _, line := range logs.lines(t) {
+		if line["request_id"] != id {
+			continue
+		}
+		if line["msg"] == "panic" {
+			found = strings.Contains(line["panic"].(string), "boom: secret value 42") && strings.Contains(line["stack"].(string), "middleware_test.go")
+		}
+		if line["msg"] == "request" {
+			access = line["status"] == 500.0 && line["code"] == "INTERNAL_ERROR" && line["level"] == "ERROR" && strings.Contains(line["error"].(string), "boom")
+		}
+	}
+	if !found {
+		t.Errorf("no panic log line with request_id %s, value and stack:\n%s", id, logs)
+	}
+	if !access {
+		t.Errorf("no ERROR access line with status 500 for %s:\n%s", id, logs)
+	}
+}
+
+func TestRecoverAbort(t *testing.T) {
+	for _, path := range []string{"/abort", "/panic-late"} {
+		t.Run(path, func(t *testing.T) {
+			h := stack(t, &logBuffer{})
+			defer func() {
+				if v := recover(); v != http.ErrAbortHandler {
+					t.Errorf("recovered %v, want http.ErrAbortHandler", v)
+				}
+			}()
+			do(h, "GET", path, "")
+			t.Errorf("no panic reached the server")
+		})
+	}
+}
+
+func TestLoggerFields(t *testing.T) {
+	fast := &logBuffer{}
+	slow := &logBuffer{}
+	for _, tc := range []struct {
+		name string
+		buf  *logBuffer
+		l    *slog.Logger
+	}{
+		{"fast", fast, slog.New(logjson.New(fast, nil))},
+		{"slog", slow, slog.New(slog.NewJSONHandler(slow, nil))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+			now := func() time.Time { clock = clock.Add(1500 * time.Microsecond); return clock }
+			rt := middleware.NewRouter()
+			rt.HandleFunc("GET /ok/{id}", func(w http.ResponseWriter, r *http.Request) {
+				middleware.SetKeyID(r.Context(), "key_1")
+				w.Write([]byte("hello"))
+			})
+			h := middleware.Chain(middleware.RequestID(now), middleware.Logger(tc.l, now))(rt)
+			do(h, "GET", "/ok/7", "", "X-Request-Id", "r1")
+			do(h, "GET", "/missing", "", "X-Request-Id", "r2")
+			lines := tc.buf.lines(t)
+			if len(lines) != 2 {
+				t.Fatalf("got %d lines, want 2", len(lines))
+			}
+			for _, l := range lines {
+				delete(l, "time")
+			}
+			want := []map[string]any{
+				{"level": "INFO", "msg": "request", "request_id": "r1", "method": "GET", "route": "GET /ok/{id}", "path": "/ok/7",
+					"status": 200.0, "code": "", "bytes": 5.0, "duration_ms": 1.5, "key_id": "key_1"},
+				{"level": "INFO", "msg": "request", "request_id": "r2", "method": "GET", "route": "", "path": "/missing",
+					"status": 404.0, "code": "ROUTE_NOT_FOUND", "bytes": float64(len(`{"error":{"code":"ROUTE_NOT_FOUND","message":"No route matches this path.","details":{"path":"/missing","request_id":"r2"}}}`) + 1), "duration_ms": 1.5},
+			}
+			if diff := cmp.Diff(want, lines); diff != "" {
+				t.Errorf("access lines (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	h := stack(t, &logBuffer{})
+	big := `{"name":"` + strings.Repeat("x", 100) + `"}`
+	w := do(h, "POST", "/things/1", big, "Content-Type", "application/json")
+	if w.Code != 413 || apierror.Decode(w.Result()).Code != apierror.PayloadTooLarge {
+		t.Fatalf("status %d body %s", w.Code, w.Body)
+	}
+	// A body without Content-Length is cut off while it is read.
+	r := httptest.NewRequest("POST", "/things/1", strings.NewReader(big))
+	r.ContentLength = -1
+	r.Header.Set("Content-Type", "application/json")
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	e := apierror.Decode(w.Result())
+	if w.Code != 413 || e.Code != apierror.PayloadTooLarge || e.Details["limit_bytes"] != 64.0 {
+		t.Fatalf("streamed: status %d body %s", w.Code, w.Body)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	rt := middleware.NewRouter()
+	rt.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) {})
+	h := middleware.Chain(middleware.RequestID(nil), middleware.Metrics(reg, nil))(rt)
+	do(h, "GET", "/ok", "")
+	do(h, "GET", "/ok", "")
+	do(h, "GET", "/nope", "")
+	want := `
+# HELP tollgate_http_requests_total HTTP requests by route pattern, status and error code.
+# TYPE tollgate_http_requests_total counter
+tollgate_http_requests_total{code="",route="GET /ok",status="200"} 2
+tollgate_http_requests_total{code="ROUTE_NOT_FOUND",route="unmatched",status="404"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tollgate_http_requests_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(reg, "tollgate_http_request_duration_seconds"); n != 2 {
+		t.Errorf("latency series = %d, want 2", n)
+	}
+}
+
+func TestDecodeJSON(t *testing.T) {
+	type inner struct {
+		N int `json:"n"`
+	}
+	type body struct {
+		Name  string         `json:"name"`
+		Count int            `json:"count"`
+		Tags  []string       `json:"tags"`
+		In    *inner         `json:"in"`
+		Meta  map[string]any `json:"meta"`
+	}
+	tests := []struct {
+		name   string
+		ctype  string
+		body   string
+		code   apierror.Code
+		reason string
+		field  string
+	}{
+		{"ok", "application/json", `{"name":"a","count":2}`, "", "", ""},
+		{"ok with charset", "application/json; charset=utf-8", `{"name":"a"}`, "", "", ""},
+		{"ok vendor json", "application/vnd.api+json", `{"name":"a"}`, "", "", ""},
+		{"no content type", "", `{"name":"a"}`, apierror.UnsupportedMediaType, "", ""},
+		{"form", "application/x-www-form-urlencoded", `name=a`, apierror.UnsupportedMediaType, "", ""},
+		{"bad content type", "application/", `{}`, apierror.UnsupportedMediaType, "", ""},
+		{"empty", "application/json", ``, apierror.InvalidRequest, "empty body", ""},
+		{"syntax", "application/json", `{"name":}`, apierror.InvalidRequest, "syntax error", ""},
+		{"truncated", "application/json", `{"name":"a"`, apierror.InvalidRequest, "syntax error", ""},
+		{"wrong type", "application/json", `{"name":"a","count":"2"}`, apierror.InvalidRequest, "wrong type", "count"},
+		{"wrong nested type", "application/json", `{"name":"a","in":{"n":true}}`, apierror.InvalidRequest, "wrong type", "in.n"},
+		{"unknown field", "application/json", `{"name":"a","nope":1}`, apierror.InvalidRequest, "unknown field", "nope"},
+		{"trailing", "application/json", `{"name":"a"} {}`, apierror.InvalidRequest, "trailing data", ""},
+		{"invalid utf8", "application/json", "{\"name\":\"\xff\"}", apierror.InvalidRequest, "invalid UTF-8", ""},
+		{"duplicate", "application/json", `{"name":"a","name":"b"}`, apierror.InvalidRequest, "duplicate field", "name"},
+		{"too deep", "application/json", `{"name":"a","meta":` + strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40) + `}`, apierror.InvalidRequest, "too deep", ""},
+		{"brackets in strings do not nest", "application/json", `{"name":"` + strings.Repeat(`[{`, 40) + `"}`, "", "", ""},
+		{"array body", "application/json", `[1]`, apierror.InvalidRequest, "not an object", ""},
+		{"null body", "application/json", `null`, apierror.InvalidRequest, "not an object", ""},
+		{"missing required", "application/json", `{"count":1}`, apierror.MissingField, "", "name"},
+		{"null required", "application/json", `{"name":null}`, apierror.MissingField, "", "name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/", strings.NewReader(tt.body))
+			if tt.ctype != "" {
+				r.Header.Set("Content-Type", tt.ctype)
+			}
+			var v body
+			err := middleware.DecodeJSON(r, &v, middleware.DecodeOptions{Required: []string{"name"}})
+			if tt.code == "" {
+				if err != nil {
+					t.Fatalf("DecodeJSON(%s) = %v, want nil", tt.body, err)
+				}
+				return
+			}
+			var e *apierror.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("DecodeJSON(%s) = %v, want *apierror.Error", tt.body, err)
+			}
+			if e.Code != tt.code {
+				t.Errorf("code = %s, want %s (%v)", e.Code, tt.code, err)
+			}
+			if tt.reason != "" && e.Details["reason"] != tt.reason {
+				t.Errorf("reason = %v, want %q (%v)", e.Details["reason"], tt.reason, err)
+			}
+			if tt.field != "" && e.Details["field"] != tt.field {
+				t.Errorf("field = %v, want %q (%v)", e.Details["field"], tt.field, err)
+			}
+			if tt.code == apierror.MissingField && e.Message != "Missing required field: name" {
+				t.Errorf("message = %q", e.Message)
+			}
+			if tt.reason == "syntax error" {
+				if _, ok := e.Details["offset"]; !ok {
+					t.Errorf("syntax error without offset: %v", e.Details)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,69 @@
+package middleware
+
+import (
+	"crypto/rand"
+	"net/http"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+)
+
+// MaxRequestIDLen is the longest inbound X-Request-Id that is kept.
+const MaxRequestIDLen = 128
+
+// RequestID gives every request an id and sets it as the X-Request-Id
+// response header. An inbound X-Request-Id of 1–128 characters from
+// [A-Za-z0-9._-] is kept; otherwise a new "req_<ulid>" replaces it.
+// RequestIDFrom reads it back. now is the clock (time.Now if nil); it is
+// read once per request and shared with the other middleware.
+//
+// Put RequestID first in the chain.
+func RequestID(now func() time.Time) Middleware {
+	if now == nil {
+		now = time.Now
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			st, w, r := begin(w, r, now())
+			if st.id == "" {
+				if in := r.Header.Get(apierror.HeaderRequestID); ValidRequestID(in) {
+					st.id = in
+				} else {
+					st.id = newRequestID(st.start)
+				}
+			}
+			st.hdr[0] = st.id
+			w.Header()[apierror.HeaderRequestID] = st.hdr[:]
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// ValidRequestID reports whether id may be kept as a request id: 1–128
+// characters of [A-Za-z0-9._-].
+func ValidRequestID(id string) bool {
+	if len(id) == 0 || len(id) > MaxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns "req_" and a ULID for t.
+func newRequestID(t time.Time) string {
+	var b [4 + ulid.EncodedSize]byte
+	copy(b[:], "req_")
+	id, err := ulid.New(ulid.Timestamp(t), ulid.DefaultEntropy())
+	if err != nil { // monotonic overflow within one millisecond
+		id = ulid.MustNew(ulid.Timestamp(t), rand.Reader)
+	}
+	_ = id.MarshalTextTo(b[4:])
+	return string(b[:])
+}

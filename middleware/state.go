@@ -1,0 +1,141 @@
+package middleware
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+)
+
+// state is what one request's middleware share: its id, the clock reading
+// taken when it arrived, the matched route, the key that authenticated it,
+// and what was written back. It is allocated once per request, together
+// with the context that carries it and the ResponseWriter that records
+// the response, so the core chain costs few allocations.
+type state struct {
+	ctx   stateCtx
+	rec   recorder
+	hdr   [1]string
+	id    string
+	start time.Time
+	route string
+	keyID string
+}
+
+type stateKey struct{}
+
+// stateCtx carries the state without a separate context.WithValue
+// allocation.
+type stateCtx struct {
+	context.Context
+	st *state
+}
+
+func (c *stateCtx) Value(key any) any {
+	if _, ok := key.(stateKey); ok {
+		return c.st
+	}
+	return c.Context.Value(key)
+}
+
+func stateFrom(ctx context.Context) *state {
+	st, _ := ctx.Value(stateKey{}).(*state)
+	return st
+}
+
+// begin returns the request's state, creating it (and the recording
+// writer) if no earlier middleware did.
+func begin(w http.ResponseWriter, r *http.Request, now time.Time) (*state, http.ResponseWriter, *http.Request) {
+	if st := stateFrom(r.Context()); st != nil {
+		return st, w, r
+	}
+	st := &state{start: now}
+	st.rec.ResponseWriter = w
+	st.ctx = stateCtx{Context: r.Context(), st: st}
+	return st, &st.rec, r.WithContext(&st.ctx)
+}
+
+// RequestIDFrom returns the request id of the request ctx belongs to, or
+// "" outside the RequestID middleware.
+func RequestIDFrom(ctx context.Context) string {
+	if st := stateFrom(ctx); st != nil {
+		return st.id
+	}
+	return ""
+}
+
+// SetKeyID records the id of the API key that authenticated the request,
+// for the access log. It does nothing outside the chain.
+func SetKeyID(ctx context.Context, id string) {
+	if st := stateFrom(ctx); st != nil {
+		st.keyID = id
+	}
+}
+
+// StartTime returns the clock reading taken when the request entered the
+// chain, so later layers need not read the clock again; ok is false
+// outside the chain.
+func StartTime(ctx context.Context) (t time.Time, ok bool) {
+	if st := stateFrom(ctx); st != nil {
+		return st.start, true
+	}
+	return time.Time{}, false
+}
+
+// recorder is the ResponseWriter wrapper that records the status, bytes
+// written and error code of a response.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	err    *apierror.Error
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// TrackError implements apierror.Tracker.
+func (w *recorder) TrackError(e *apierror.Error) { w.err = e }
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush implements http.Flusher when the underlying writer does.
+func (w *recorder) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack implements http.Hijacker when the underlying writer does.
+func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// written reports whether headers were already sent.
+func (w *recorder) written() bool { return w.status != 0 }
+
+// code returns the error code of the response, "" for none.
+func (w *recorder) code() apierror.Code {
+	if w.err != nil {
+		return w.err.Code
+	}
+	return ""
+}
