@@ -378,3 +378,21 @@ func TestCodeOfAndIs(t *testing.T) {
 		t.Errorf("errors.Is(err, Sentinel(NOT_FOUND)) = true")
 	}
 }
+
+// TestDocsListEveryCode keeps docs/errors.md in step with the catalogue.
+func TestDocsListEveryCode(t *testing.T) {
+	doc, err := os.ReadFile("../docs/errors.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range apierror.Codes() {
+		heading := "### " + string(c) + "\n**" + fmt.Sprint(c.Status()) + ".**"
+		if !strings.Contains(string(doc), heading) {
+			t.Errorf("docs/errors.md has no section %q", heading)
+		}
+		row := fmt.Sprintf("| %d | [%s](#%s) |", c.Status(), c, strings.ToLower(string(c)))
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/errors.md table has no row %q", row)
+		}
+	}
+}

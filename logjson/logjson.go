@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -32,12 +33,35 @@ type Options struct {
 	FlushInterval time.Duration
 }
 
+// stamp caches the formatted second of the last access line.
+type stamp struct {
+	sec int64
+	b   [19]byte // 2006-01-02T15:04:05
+}
+
 // Handler is a slog.Handler writing JSON lines to one io.Writer, plus the
 // Access fast path. It is safe for concurrent use.
 type Handler struct {
 	slog.Handler
 	sink  *sink
 	level slog.Leveler
+	stamp atomic.Pointer[stamp]
+}
+
+// appendTime appends t in UTC as 2006-01-02T15:04:05.000Z, formatting the
+// date and time of day once per second.
+func (h *Handler) appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	sec := t.Unix()
+	s := h.stamp.Load()
+	if s == nil || s.sec != sec {
+		s = &stamp{sec: sec}
+		t.Truncate(time.Second).AppendFormat(s.b[:0], "2006-01-02T15:04:05")
+		h.stamp.Store(s)
+	}
+	b = append(b, s.b[:]...)
+	ms := t.Nanosecond() / 1e6
+	return append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 // New returns a Handler writing to w. Call Close to flush and stop the
@@ -56,10 +80,19 @@ func New(w io.Writer, opts *Options) *Handler {
 		go s.loop(o.FlushInterval)
 	}
 	return &Handler{
-		Handler: slog.NewJSONHandler(s, &slog.HandlerOptions{Level: o.Level}),
+		Handler: slog.NewJSONHandler(s, &slog.HandlerOptions{Level: o.Level, ReplaceAttr: utcMillis}),
 		sink:    s,
 		level:   o.Level,
 	}
+}
+
+// utcMillis formats record times as the access path does:
+// 2006-01-02T15:04:05.000Z.
+func utcMillis(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 && a.Value.Kind() == slog.KindTime {
+		return slog.String(slog.TimeKey, a.Value.Time().UTC().Format("2006-01-02T15:04:05.000Z"))
+	}
+	return a
 }
 
 // Flush writes buffered access lines.
@@ -124,7 +157,7 @@ func (h *Handler) Access(a *Access) {
 	bp := bufPool.Get().(*[]byte)
 	b := (*bp)[:0]
 	b = append(b, `{"time":"`...)
-	b = a.Time.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = h.appendTime(b, a.Time)
 	b = append(b, `","level":"`...)
 	b = append(b, a.Level.String()...)
 	b = append(b, `","msg":"`+AccessMessage+`","request_id":`...)

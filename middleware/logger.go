@@ -9,12 +9,6 @@ import (
 	"github.com/tollgate-dev/tollgate/logjson"
 )
 
-// accessWriter is the fast path a handler may offer for access lines
-// (logjson.Handler does).
-type accessWriter interface {
-	Access(a *logjson.Access)
-}
-
 // Logger writes one JSON access line per request to l: method, route
 // pattern, path, status, code, bytes, duration_ms, request_id, and key_id
 // when the request was authenticated. A 5xx is logged at ERROR with the
@@ -27,7 +21,7 @@ func Logger(l *slog.Logger, now func() time.Time) Middleware {
 	if now == nil {
 		now = time.Now
 	}
-	fast, _ := l.Handler().(accessWriter)
+	fast, _ := l.Handler().(*logjson.Handler)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			st, w, r := begin(w, r, time.Time{})

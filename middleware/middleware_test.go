@@ -381,3 +381,26 @@ func TestDecodeJSON(t *testing.T) {
 		})
 	}
 }
+
+func TestCleanPath(t *testing.T) {
+	tests := []struct {
+		path string
+		want bool
+	}{
+		{"/", true}, {"/a", true}, {"/a/", true}, {"/a/b.c", true}, {"/a/..b", true}, {"/.well-known/x", true},
+		{"", false}, {"a", false}, {"//", false}, {"/a//b", false}, {"/./a", false}, {"/a/.", false},
+		{"/a/..", false}, {"/a/../b", false}, {"/..", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			if got := middleware.CleanPath(tt.path); got != tt.want {
+				t.Errorf("cleanPath(%q) = %v, want %v", tt.path, got, tt.want)
+			}
+		})
+	}
+	h := stack(t, &logBuffer{})
+	w := do(h, "GET", "/a/../ok", "")
+	if w.Code != 404 || apierror.Decode(w.Result()).Code != apierror.RouteNotFound {
+		t.Errorf("unclean path: status %d body %s", w.Code, w.Body)
+	}
+}

@@ -41,7 +41,35 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st := stateFrom(r.Context()); st != nil {
 		defer func() { st.route = r.Pattern }()
 	}
+	if r.Method != http.MethodConnect && !cleanPath(r.URL.Path) {
+		// ServeMux would redirect to the cleaned path with an HTML body;
+		// an API answers that such a path does not exist.
+		apierror.Write(w, r, apierror.New(apierror.RouteNotFound, "").With("path", r.URL.Path))
+		return
+	}
 	rt.mux.ServeHTTP(w, r)
+}
+
+// cleanPath reports whether p is absolute and has no empty, "." or ".."
+// segments (a trailing slash is allowed).
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] != '/' || i+1 == len(p) {
+			continue
+		}
+		switch rest := p[i+1:]; {
+		case rest[0] == '/':
+			return false
+		case rest[0] == '.' && (len(rest) == 1 || rest[1] == '/'):
+			return false
+		case len(rest) >= 2 && rest[0] == '.' && rest[1] == '.' && (len(rest) == 2 || rest[2] == '/'):
+			return false
+		}
+	}
+	return true
 }
 
 // fallback answers every request no registered pattern matched.

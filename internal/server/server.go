@@ -1,0 +1,168 @@
+// Package server assembles tollgate's HTTP server: the core middleware
+// chain, the operational routes (/healthz, /readyz, /metrics) and the
+// example API, behind an http.Server with timeouts and graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/middleware"
+)
+
+// Timeouts and limits of the http.Server. They hold against slow clients:
+// a client must send its headers within ReadHeaderTimeout and its body
+// within ReadTimeout.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 60 * time.Second
+	IdleTimeout       = 120 * time.Second
+	MaxHeaderBytes    = 64 << 10
+	ShutdownTimeout   = 30 * time.Second
+)
+
+// DefaultBodyLimit is the largest request body accepted by default.
+const DefaultBodyLimit = 1 << 20
+
+// Checker reports whether a backing store is reachable, for /readyz.
+type Checker interface {
+	Ping(ctx context.Context) error
+}
+
+// Config is what New needs. Zero values take the defaults noted.
+type Config struct {
+	// Logger receives access lines and errors; nil discards.
+	Logger *slog.Logger
+	// Registry receives the metrics served on /metrics; nil makes one.
+	Registry *prometheus.Registry
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// BodyLimit bounds request bodies; 0 means DefaultBodyLimit.
+	BodyLimit int64
+	// SuccessField adds "success" to every body tollgate writes.
+	SuccessField bool
+	// Checks are pinged by /readyz, by name.
+	Checks map[string]Checker
+}
+
+// Server is tollgate's HTTP server. Register API routes with Handle before
+// calling Serve.
+type Server struct {
+	cfg    Config
+	router *middleware.Router
+	reg    *prometheus.Registry
+}
+
+// New returns a Server with the operational routes registered.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.BodyLimit == 0 {
+		cfg.BodyLimit = DefaultBodyLimit
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s := &Server{cfg: cfg, router: middleware.NewRouter(), reg: reg}
+	s.router.HandleFunc("GET /healthz", s.healthz)
+	s.router.HandleFunc("GET /readyz", s.readyz)
+	s.router.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return s
+}
+
+// Registry returns the metrics registry served on /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Handle registers h for a ServeMux pattern.
+func (s *Server) Handle(pattern string, h http.Handler) { s.router.Handle(pattern, h) }
+
+// Handler returns the whole chain: RequestID, Metrics, Logger, Recover,
+// BodyLimit, then the router.
+func (s *Server) Handler() http.Handler {
+	ms := []middleware.Middleware{
+		middleware.RequestID(s.cfg.Now),
+		middleware.Metrics(s.reg, s.cfg.Now),
+		middleware.Logger(s.cfg.Logger, s.cfg.Now),
+		middleware.Recover(s.cfg.Logger),
+		middleware.BodyLimit(s.cfg.BodyLimit),
+	}
+	if s.cfg.SuccessField {
+		ms = append(ms, successField)
+	}
+	return middleware.Chain(ms...)(s.router)
+}
+
+func successField(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(apierror.WithOptions(r.Context(), apierror.Options{SuccessField: true})))
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	for name, c := range s.cfg.Checks {
+		if err := c.Ping(ctx); err != nil {
+			apierror.Write(w, r, apierror.Wrap(fmt.Errorf("readyz: %s: %w", name, err), apierror.ServiceUnavailable, "A backing store is unreachable.").
+				With("reason", "store_unavailable").With("store", name).WithRetryAfter(5*time.Second))
+			return
+		}
+	}
+	s.healthz(w, r)
+}
+
+// Serve serves on l until ctx is done, then shuts down gracefully: it
+// stops accepting, lets in-flight requests finish (up to
+// ShutdownTimeout), and returns.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	return nil
+}

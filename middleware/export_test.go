@@ -1,0 +1,4 @@
+package middleware
+
+// CleanPath exports cleanPath for tests.
+var CleanPath = cleanPath
