@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/api"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+const keysUsage = `usage: tollgate keys <create|list|revoke|rotate> [flags]
+
+Manages API keys directly in the database that serve uses.
+
+  tollgate keys create --name NAME --scopes a,b [--expires 720h] [--rate 600/1m] [--json]
+  tollgate keys list [--json]
+  tollgate keys revoke ID
+  tollgate keys rotate ID [--overlap 24h] [--json]
+
+Every subcommand takes --database (env TOLLGATE_DATABASE) and --account
+(env TOLLGATE_ACCOUNT, default "default"; created if missing).
+Scopes: sessions:read sessions:write leads:read leads:write keys:read keys:write *
+`
+
+func keysCmd(ctx context.Context, e env, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(e.stderr, keysUsage)
+		if len(args) == 0 {
+			return usageError{"keys: no subcommand"}
+		}
+		return nil
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, keysUsage+"\nflags:\n"); fs.PrintDefaults() }
+	database := fs.String("database", "tollgate.db", "SQLite file path or postgres:// URL (env TOLLGATE_DATABASE)")
+	account := fs.String("account", "default", "account name (env TOLLGATE_ACCOUNT)")
+	asJSON := fs.Bool("json", false, "print JSON for machines")
+	var (
+		name, scopes, rate *string
+		expires, overlap   *time.Duration
+	)
+	switch sub {
+	case "create":
+		name = fs.String("name", "", "key name (required)")
+		scopes = fs.String("scopes", "", "comma-separated scopes (required)")
+		rate = fs.String("rate", "", `rate plan such as "600/1m" (empty: the server default)`)
+		expires = fs.Duration("expires", 0, "lifetime such as 720h (0: never expires)")
+	case "rotate":
+		overlap = fs.Duration("overlap", api.DefaultRotationOverlap, "how long the old secret keeps working")
+	case "list", "revoke":
+	default:
+		fmt.Fprint(e.stderr, keysUsage)
+		return usageError{"keys: unknown subcommand " + sub}
+	}
+	// Flags may come before or after the ID.
+	var rest []string
+	for {
+		if err := parseFlags(fs, args, e.getenv); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	st, err := openStore(ctx, *database)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	acc, _, err := st.EnsureAccount(ctx, *account)
+	if err != nil {
+		return err
+	}
+	out := e.stdout
+	needID := func() (string, error) {
+		if len(rest) != 1 {
+			return "", usageError{"keys " + sub + ": want exactly one key ID"}
+		}
+		return rest[0], nil
+	}
+	switch sub {
+	case "create":
+		if *name == "" || *scopes == "" {
+			return usageError{"keys create: --name and --scopes are required"}
+		}
+		req := api.KeyRequest{Name: *name, Scopes: splitList(*scopes), Rate: *rate}
+		if *expires > 0 {
+			t := time.Now().Add(*expires).UTC()
+			req.ExpiresAt = &t
+		}
+		if err := req.Validate(time.Now()); err != nil {
+			return usageError{"keys create: " + err.Error()}
+		}
+		ck, err := api.CreateKey(ctx, st, acc.ID, req)
+		if err != nil {
+			return err
+		}
+		return printCreated(out, ck, *asJSON)
+	case "list":
+		ks, err := st.ListKeys(ctx, acc.ID)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			views := make([]api.Key, len(ks))
+			for i, k := range ks {
+				views[i] = api.NewKeyView(k)
+			}
+			return json.NewEncoder(out).Encode(views)
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tSTART\tSCOPES\tSTATE\tLAST USED")
+		for _, k := range ks {
+			fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\n", k.ID, k.Name, k.Start, strings.Join(k.Scopes, ","), keyState(k, time.Now()), fmtTime(k.LastUsedAt))
+		}
+		return tw.Flush()
+	case "revoke":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		k, err := st.RevokeKey(ctx, acc.ID, id, time.Now())
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(out).Encode(api.NewKeyView(k))
+		}
+		fmt.Fprintf(out, "revoked %s (%s…)\n", k.ID, k.Start)
+		return nil
+	case "rotate":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		ck, err := api.RotateKey(ctx, st, acc.ID, id, *overlap)
+		if err != nil {
+			return err
+		}
+		return printCreated(out, ck, *asJSON)
+	}
+	return nil
+}
+
+func printCreated(out io.Writer, ck api.CreatedKey, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(out).Encode(ck)
+	}
+	fmt.Fprintf(out, "%s\n\nid:     %s\nname:   %s\nscopes: %s\n", ck.Secret, ck.ID, ck.Name, strings.Join(ck.Scopes, ","))
+	if ck.ExpiresAt != nil {
+		fmt.Fprintf(out, "expires: %s\n", ck.ExpiresAt.Format(time.RFC3339))
+	}
+	if ck.PreviousKeyExpiresAt != nil {
+		fmt.Fprintf(out, "previous key valid until: %s\n", ck.PreviousKeyExpiresAt.Format(time.RFC3339))
+	}
+	fmt.Fprintln(out, "\nThe key above is shown once; it is stored only as a hash.")
+	return nil
+}
+
+func keyState(k store.APIKey, now time.Time) string {
+	switch {
+	case k.RevokedAt != nil:
+		return "revoked"
+	case k.ExpiresAt != nil && !k.ExpiresAt.After(now):
+		return "expired"
+	case k.ExpiresAt != nil:
+		return "expires " + k.ExpiresAt.Format(time.RFC3339)
+	}
+	return "active"
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return t.Format(time.RFC3339)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

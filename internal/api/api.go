@@ -1,0 +1,114 @@
+// Package api is the example API tollgate serves: API keys, sessions and
+// leads, each record owned by an account. routes.go lists the whole
+// surface. Handlers refuse through apierror.Write and map storage errors to
+// codes in one place (storeError).
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/middleware"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+// Config is what the API needs.
+type Config struct {
+	// Store holds every resource.
+	Store store.Store
+	// Verifier authenticates API keys (and is told about revocations).
+	Verifier *auth.Verifier
+	// Guard, when not nil, limits failed authentications per client.
+	Guard *middleware.Guard
+	// RateLimit, when not nil, wraps every authenticated route.
+	RateLimit middleware.Middleware
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives handler errors; nil discards.
+	Logger *slog.Logger
+}
+
+// API serves the example API. It is safe for concurrent use.
+type API struct {
+	cfg Config
+}
+
+// New returns the API for cfg.
+func New(cfg Config) *API {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &API{cfg: cfg}
+}
+
+// principal returns the authenticated caller. Routes are registered behind
+// Auth, so it is always there.
+func principal(r *http.Request) *auth.Principal {
+	p, _ := auth.PrincipalFrom(r.Context())
+	return p
+}
+
+// respond writes v as JSON with status. With the success_field option, an
+// object body gets a leading "success": true.
+func respond(w http.ResponseWriter, r *http.Request, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		apierror.Write(w, r, apierror.Wrap(err, apierror.InternalError, ""))
+		return
+	}
+	if apierror.OptionsFrom(r.Context()).SuccessField && len(body) > 1 && body[0] == '{' {
+		if bytes.Equal(body, []byte("{}")) {
+			body = []byte(`{"success":true}`)
+		} else {
+			body = append([]byte(`{"success":true,`), body[1:]...)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// storeError maps a storage error to the answer, for a resource kind
+// ("session", "lead", "key") and its human name ("Session").
+func storeError(err error, resource, name string) error {
+	var conflict *store.ConflictError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return apierror.Wrap(err, apierror.NotFound, name+" not found").With("resource", resource)
+	case errors.As(err, &conflict):
+		return apierror.Wrap(err, apierror.AlreadyExists, "").With("field", conflict.Field).With("resource", resource)
+	case errors.Is(err, store.ErrConflict):
+		return apierror.Wrap(err, apierror.Conflict, "").With("resource", resource)
+	case errors.Is(err, store.ErrUnavailable):
+		return apierror.Wrap(err, apierror.ServiceUnavailable, "The database is unavailable.").
+			With("reason", "store_unavailable").WithRetryAfter(time.Second)
+	}
+	return apierror.From(err)
+}
+
+// list is the body of every list answer.
+type list[T any] struct {
+	Data       []T     `json:"data"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+func newList[T any](items []T, next string) list[T] {
+	if items == nil {
+		items = []T{}
+	}
+	l := list[T]{Data: items}
+	if next != "" {
+		l.NextCursor = &next
+	}
+	return l
+}

@@ -1,0 +1,219 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/middleware"
+	"github.com/tollgate-dev/tollgate/ratelimit"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+// DefaultRotationOverlap is how long a rotated key stays valid when the
+// request names no overlap.
+const DefaultRotationOverlap = 24 * time.Hour
+
+// Key is an API key as the API shows it: never the secret.
+type Key struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Start      string     `json:"start"`
+	Scopes     []string   `json:"scopes"`
+	Rate       string     `json:"rate"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+}
+
+// NewKeyView returns the API's view of k.
+func NewKeyView(k store.APIKey) Key {
+	return Key{ID: k.ID, Name: k.Name, Start: k.Start, Scopes: k.Scopes, Rate: k.RatePlan,
+		CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt}
+}
+
+// CreatedKey is the answer to a create or rotate: the key and, this once,
+// its secret.
+type CreatedKey struct {
+	Key
+	Secret string `json:"key"`
+	// PreviousKeyExpiresAt is set by rotate: when the old key stops working.
+	PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at,omitempty"`
+}
+
+// KeyRequest is the body of POST /v1/keys.
+type KeyRequest struct {
+	Name      string     `json:"name"`
+	Scopes    []string   `json:"scopes"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	Rate      string     `json:"rate"`
+}
+
+// Validate checks r as of now and returns VALIDATION_ERROR (every bad
+// field) or UNPROCESSABLE.
+func (r KeyRequest) Validate(now time.Time) error {
+	var errs []apierror.FieldError
+	if len(r.Name) > 100 {
+		errs = append(errs, apierror.FieldError{Field: "name", Reason: "Must be at most 100 characters"})
+	}
+	if err := auth.ValidateScopes(r.Scopes); err != nil {
+		errs = append(errs, apierror.FieldError{Field: "scopes", Reason: fmt.Sprintf("Must be a non-empty list of %v", auth.KnownScopes())})
+	}
+	if r.Rate != "" {
+		if _, err := ratelimit.ParsePolicy(r.Rate); err != nil {
+			errs = append(errs, apierror.FieldError{Field: "rate", Reason: `Must look like "600/1m"`})
+		}
+	}
+	if len(errs) > 0 {
+		return validation(errs)
+	}
+	if r.ExpiresAt != nil && !r.ExpiresAt.After(now) {
+		return apierror.New(apierror.Unprocessable, "expires_at must be in the future.").With("field", "expires_at").With("reason", "expires_at is in the past")
+	}
+	return nil
+}
+
+// validation returns VALIDATION_ERROR for errs: the first as field and
+// reason, all of them in errors.
+func validation(errs []apierror.FieldError) *apierror.Error {
+	e := apierror.New(apierror.ValidationError, errs[0].Reason).
+		With("field", errs[0].Field).With("reason", errs[0].Reason)
+	if len(errs) > 1 {
+		e.With("errors", errs)
+	}
+	return e
+}
+
+// CreateKey makes a new live key for accountID from a validated request
+// and stores its hash. The secret is returned this once.
+func CreateKey(ctx context.Context, keys store.Keys, accountID string, req KeyRequest) (CreatedKey, error) {
+	secret, err := auth.NewKey(true)
+	if err != nil {
+		return CreatedKey{}, fmt.Errorf("api: create key: %w", err)
+	}
+	k, err := keys.CreateKey(ctx, store.APIKey{
+		AccountID: accountID, Name: req.Name, Start: auth.Start(secret), Hash: auth.Hash(secret),
+		Scopes: req.Scopes, RatePlan: req.Rate, ExpiresAt: req.ExpiresAt,
+	})
+	if err != nil {
+		return CreatedKey{}, fmt.Errorf("api: create key: %w", err)
+	}
+	return CreatedKey{Key: NewKeyView(k), Secret: secret}, nil
+}
+
+// RotateKey replaces key id of accountID with a new secret; the old key
+// keeps working for overlap.
+func RotateKey(ctx context.Context, keys store.Keys, accountID, id string, overlap time.Duration) (CreatedKey, error) {
+	secret, err := auth.NewKey(true)
+	if err != nil {
+		return CreatedKey{}, fmt.Errorf("api: rotate key: %w", err)
+	}
+	created, old, err := keys.RotateKey(ctx, accountID, id, store.APIKey{Start: auth.Start(secret), Hash: auth.Hash(secret)}, overlap)
+	if err != nil {
+		return CreatedKey{}, fmt.Errorf("api: rotate key: %w", err)
+	}
+	return CreatedKey{Key: NewKeyView(created), Secret: secret, PreviousKeyExpiresAt: old.ExpiresAt}, nil
+}
+
+func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
+	var req KeyRequest
+	if err := middleware.DecodeJSON(r, &req, middleware.DecodeOptions{Required: []string{"name", "scopes"}}); err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
+	if err := req.Validate(a.cfg.Now()); err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
+	p := principal(r)
+	// A key may only grant what it holds, or "*" lets it create any.
+	var missing []string
+	for _, s := range req.Scopes {
+		if !p.Scopes.Has(s) || s == auth.ScopeAll && !slices.Contains(p.Scopes, auth.ScopeAll) {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		apierror.Write(w, r, apierror.New(apierror.Forbidden, "A key cannot grant scopes it does not hold.").
+			With("required_scopes", req.Scopes).With("missing_scopes", missing))
+		return
+	}
+	ck, err := CreateKey(r.Context(), a.cfg.Store, p.AccountID, req)
+	if err != nil {
+		apierror.Write(w, r, storeError(err, "key", "API key"))
+		return
+	}
+	w.Header().Set("Location", "/v1/keys/"+ck.ID)
+	respond(w, r, http.StatusCreated, ck)
+}
+
+func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
+	ks, err := a.cfg.Store.ListKeys(r.Context(), principal(r).AccountID)
+	if err != nil {
+		apierror.Write(w, r, storeError(err, "key", "API key"))
+		return
+	}
+	views := make([]Key, len(ks))
+	for i, k := range ks {
+		views[i] = NewKeyView(k)
+	}
+	respond(w, r, http.StatusOK, newList(views, ""))
+}
+
+func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
+	k, err := a.cfg.Store.KeyByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
+	if err != nil {
+		apierror.Write(w, r, storeError(err, "key", "API key"))
+		return
+	}
+	respond(w, r, http.StatusOK, NewKeyView(k))
+}
+
+func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
+	k, err := a.cfg.Store.RevokeKey(r.Context(), principal(r).AccountID, r.PathValue("id"), a.cfg.Now())
+	if err != nil {
+		apierror.Write(w, r, storeError(err, "key", "API key"))
+		return
+	}
+	if a.cfg.Verifier != nil {
+		a.cfg.Verifier.Forget(k.Hash) // this instance at once; others within the cache TTL
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// rotateRequest is the body of POST /v1/keys/{id}/rotate.
+type rotateRequest struct {
+	Overlap *string `json:"overlap"`
+}
+
+func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
+	var req rotateRequest
+	if r.ContentLength != 0 {
+		if err := middleware.DecodeJSON(r, &req, middleware.DecodeOptions{}); err != nil {
+			apierror.Write(w, r, err)
+			return
+		}
+	}
+	overlap := DefaultRotationOverlap
+	if req.Overlap != nil {
+		d, err := time.ParseDuration(*req.Overlap)
+		if err != nil || d < 0 {
+			apierror.Write(w, r, validation([]apierror.FieldError{{Field: "overlap", Reason: `Must be a non-negative duration such as "24h" or "0s"`}}))
+			return
+		}
+		overlap = d
+	}
+	p := principal(r)
+	ck, err := RotateKey(r.Context(), a.cfg.Store, p.AccountID, r.PathValue("id"), overlap)
+	if err != nil {
+		apierror.Write(w, r, storeError(err, "key", "API key"))
+		return
+	}
+	w.Header().Set("Location", "/v1/keys/"+ck.ID)
+	respond(w, r, http.StatusCreated, ck)
+}

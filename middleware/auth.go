@@ -1,0 +1,255 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/ratelimit"
+)
+
+// KeyVerifier checks a presented API key; *auth.Verifier is one.
+type KeyVerifier interface {
+	Verify(ctx context.Context, secret string) (auth.Principal, error)
+}
+
+// queryKeyParams are query parameters that look like credentials. A
+// request carrying one is refused: keys in URLs end up in logs.
+var queryKeyParams = []string{"api_key", "apikey", "api-key", "key", "access_token", "token", "x-api-key"}
+
+// Auth authenticates each request with an API key from
+// "Authorization: Bearer <key>" or "x-api-key: <key>" and puts the
+// auth.Principal in the context (auth.PrincipalFrom).
+//
+// Refusals: 401 UNAUTHORIZED with details.reason missing, malformed,
+// unknown, revoked or expired (and WWW-Authenticate: Bearer); 400
+// INVALID_REQUEST when both headers carry different keys or a key is in
+// the query string; 503 SERVICE_UNAVAILABLE when the key store is down
+// (never 401). When guard is not nil, a client address with too many
+// failed authentications gets 429 RATE_LIMITED before any lookup.
+func Auth(v KeyVerifier, guard *Guard) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.RawQuery != "" {
+				if err := checkQuery(r.URL.RawQuery); err != nil {
+					apierror.Write(w, r, err)
+					return
+				}
+			}
+			secret, err := presentedKey(r.Header)
+			if err != nil {
+				apierror.Write(w, r, err)
+				return
+			}
+			var client string
+			if guard != nil {
+				client = clientAddr(r)
+				if d, blocked := guard.blocked(client); blocked {
+					apierror.Write(w, r, guard.refusal(d))
+					return
+				}
+			}
+			p, err := v.Verify(r.Context(), secret)
+			if err != nil {
+				e := authError(err)
+				if guard != nil && e.Code == apierror.Unauthorized {
+					guard.fail(r.Context(), client)
+				}
+				apierror.Write(w, r, e)
+				return
+			}
+			SetKeyID(r.Context(), p.KeyID)
+			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		})
+	}
+}
+
+// RequireScopes refuses a request whose key lacks any of scopes with 403
+// FORBIDDEN, details.required_scopes and details.missing_scopes. It runs
+// after Auth; without a principal it answers 401.
+func RequireScopes(scopes ...string) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, ok := auth.PrincipalFrom(r.Context())
+			if !ok {
+				apierror.Write(w, r, unauthorized("missing", "An API key is required."))
+				return
+			}
+			if missing := p.Scopes.Missing(scopes); len(missing) > 0 {
+				apierror.Write(w, r, apierror.New(apierror.Forbidden, "The API key lacks a required scope: "+strings.Join(missing, ", ")+".").
+					With("required_scopes", scopes).With("missing_scopes", missing))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func unauthorized(reason, message string) *apierror.Error {
+	return apierror.New(apierror.Unauthorized, message).With("reason", reason).
+		WithHeader("WWW-Authenticate", `Bearer realm="tollgate"`)
+}
+
+// authError maps a Verify error to the answer.
+func authError(err error) *apierror.Error {
+	switch {
+	case errors.Is(err, auth.ErrUnavailable):
+		return apierror.Wrap(err, apierror.ServiceUnavailable, "The key store is unavailable.").
+			With("reason", "store_unavailable").WithRetryAfter(time.Second)
+	case errors.Is(err, auth.ErrMissing):
+		return unauthorized("missing", "An API key is required.")
+	case errors.Is(err, auth.ErrMalformed):
+		return unauthorized("malformed", "The API key is malformed.")
+	case errors.Is(err, auth.ErrUnknown):
+		return unauthorized("unknown", "The API key is not recognised.")
+	case errors.Is(err, auth.ErrRevoked):
+		return unauthorized("revoked", "The API key has been revoked.")
+	case errors.Is(err, auth.ErrExpired):
+		return unauthorized("expired", "The API key has expired.")
+	}
+	return apierror.Wrap(err, apierror.ServiceUnavailable, "The key store is unavailable.").
+		With("reason", "store_unavailable").WithRetryAfter(time.Second)
+}
+
+// presentedKey returns the key from the Authorization or x-api-key header.
+func presentedKey(h http.Header) (string, error) {
+	authz, apiKey := h.Values("Authorization"), h.Values("X-Api-Key")
+	if len(authz) > 1 || len(apiKey) > 1 {
+		return "", apierror.New(apierror.InvalidRequest, "Send one API key, in one header.").With("reason", "repeated credentials header")
+	}
+	var bearer, plain string
+	if len(authz) == 1 {
+		scheme, token, ok := strings.Cut(strings.TrimSpace(authz[0]), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return "", unauthorized("malformed", "The Authorization header must be: Bearer <key>.")
+		}
+		bearer = strings.TrimSpace(token)
+		if bearer == "" {
+			return "", unauthorized("malformed", "The Authorization header must be: Bearer <key>.")
+		}
+	}
+	if len(apiKey) == 1 {
+		plain = strings.TrimSpace(apiKey[0])
+		if plain == "" {
+			return "", unauthorized("malformed", "The x-api-key header is empty.")
+		}
+	}
+	switch {
+	case bearer != "" && plain != "" && bearer != plain:
+		return "", apierror.New(apierror.InvalidRequest, "Authorization and x-api-key carry different keys; send one.").
+			With("reason", "conflicting credentials")
+	case bearer != "":
+		return bearer, nil
+	case plain != "":
+		return plain, nil
+	}
+	return "", unauthorized("missing", "An API key is required: send Authorization: Bearer <key> or x-api-key.")
+}
+
+func checkQuery(raw string) error {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return apierror.New(apierror.InvalidRequest, "The query string is malformed.").With("reason", "bad query")
+	}
+	for name, vals := range q {
+		for _, p := range queryKeyParams {
+			if strings.EqualFold(name, p) {
+				return queryKeyError(name)
+			}
+		}
+		for _, v := range vals {
+			if strings.HasPrefix(v, auth.PrefixLive) || strings.HasPrefix(v, auth.PrefixTest) {
+				return queryKeyError(name)
+			}
+		}
+	}
+	return nil
+}
+
+func queryKeyError(name string) error {
+	return apierror.New(apierror.InvalidRequest, "API keys are not accepted in the query string; use the Authorization header.").
+		With("reason", "key in query string").With("field", name)
+}
+
+// clientAddr is the client's IP address (RemoteAddr without the port).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Guard slows down key guessing: a client address that fails to
+// authenticate more often than its policy allows is refused with 429
+// RATE_LIMITED, before any key lookup, until the policy admits it again.
+// It is safe for concurrent use.
+type Guard struct {
+	store  ratelimit.Store
+	policy ratelimit.Policy
+	now    func() time.Time
+	mu     sync.Mutex
+	until  map[string]time.Time
+}
+
+// NewGuard returns a Guard counting failures per client address in store
+// under policy (for example 20 per minute). now is the clock (time.Now if
+// nil).
+func NewGuard(store ratelimit.Store, policy ratelimit.Policy, now func() time.Time) *Guard {
+	if now == nil {
+		now = time.Now
+	}
+	if policy.Name == "" {
+		policy.Name = "auth_failures"
+	}
+	return &Guard{store: store, policy: policy, now: now, until: map[string]time.Time{}}
+}
+
+func (g *Guard) blocked(client string) (time.Duration, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.until) == 0 {
+		return 0, false
+	}
+	until, ok := g.until[client]
+	if !ok {
+		return 0, false
+	}
+	d := until.Sub(g.now())
+	if d <= 0 {
+		delete(g.until, client)
+		return 0, false
+	}
+	return d, true
+}
+
+func (g *Guard) fail(ctx context.Context, client string) {
+	res, err := g.store.Take(ctx, "authfail:"+client, []ratelimit.Policy{g.policy}, 1)
+	if err != nil || res.Allowed {
+		return // a store failure must not lock clients out
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	for k, t := range g.until { // keep the map small: drop expired blocks
+		if !t.After(now) {
+			delete(g.until, k)
+		}
+	}
+	g.until[client] = now.Add(res.RetryAfter)
+}
+
+func (g *Guard) refusal(d time.Duration) *apierror.Error {
+	s := apierror.RetrySeconds(d)
+	return apierror.New(apierror.RateLimited, "Too many failed authentications. Retry after "+strconv.Itoa(s)+" seconds.").
+		With("limit", g.policy.Limit).With("window", ratelimit.FormatWindow(g.policy.Window)).
+		With("policy", g.policy.Name).WithRetryAfter(d)
+}
