@@ -72,6 +72,9 @@ func keysCmd(ctx context.Context, e env, args []string) error {
 		rest = append(rest, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	if sub == "create" && (*name == "" || *scopes == "") {
+		return usageError{"keys create: --name and --scopes are required"}
+	}
 	st, err := openStore(ctx, *database)
 	if err != nil {
 		return err
@@ -90,9 +93,6 @@ func keysCmd(ctx context.Context, e env, args []string) error {
 	}
 	switch sub {
 	case "create":
-		if *name == "" || *scopes == "" {
-			return usageError{"keys create: --name and --scopes are required"}
-		}
 		req := api.KeyRequest{Name: *name, Scopes: splitList(*scopes), Rate: *rate}
 		if *expires > 0 {
 			t := time.Now().Add(*expires).UTC()

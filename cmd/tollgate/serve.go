@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/internal/api"
@@ -14,57 +17,104 @@ import (
 	"github.com/tollgate-dev/tollgate/logjson"
 	"github.com/tollgate-dev/tollgate/middleware"
 	"github.com/tollgate-dev/tollgate/ratelimit"
+	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
 	"github.com/tollgate-dev/tollgate/store"
 )
 
-func serveCmd(ctx context.Context, e env, args []string) error {
+// serveConfig is serve's configuration after flags, environment and
+// defaults were applied.
+type serveConfig struct {
+	addr, database, account, redisURL string
+	level                             slog.Level
+	bodyLimit                         int64
+	successField                      bool
+	rateDefault                       ratelimit.Policy
+	rateFail                          redisstore.FailurePolicy
+	rateHeaders                       int
+}
+
+func parseServe(e env, args []string) (serveConfig, error) {
+	var c serveConfig
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	addr := fs.String("addr", "localhost:8080", "listen address (env TOLLGATE_ADDR)")
-	database := fs.String("database", "tollgate.db", "SQLite file path or postgres:// URL (env TOLLGATE_DATABASE)")
+	fs.StringVar(&c.addr, "addr", "localhost:8080", "listen address (env TOLLGATE_ADDR)")
+	fs.StringVar(&c.database, "database", "tollgate.db", "SQLite file path or postgres:// URL (env TOLLGATE_DATABASE)")
+	fs.StringVar(&c.account, "account", "default", "account created on first start (env TOLLGATE_ACCOUNT)")
+	fs.StringVar(&c.redisURL, "redis", "", "Redis URL or host:port for shared rate limits; empty = in memory (env TOLLGATE_REDIS_URL)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error (env TOLLGATE_LOG_LEVEL)")
-	bodyLimit := fs.Int64("body-limit", server.DefaultBodyLimit, "largest request body in bytes (env TOLLGATE_BODY_LIMIT)")
-	account := fs.String("account", "default", "account created on first start (env TOLLGATE_ACCOUNT)")
-	successField := fs.Bool("success-field", false, `add "success": true|false to every body (env TOLLGATE_SUCCESS_FIELD)`)
+	fs.Int64Var(&c.bodyLimit, "body-limit", server.DefaultBodyLimit, "largest request body in bytes (env TOLLGATE_BODY_LIMIT)")
+	fs.BoolVar(&c.successField, "success-field", false, `add "success": true|false to every body (env TOLLGATE_SUCCESS_FIELD)`)
+	rateDefault := fs.String("rate-default", "100/1m", "rate plan of keys without their own, and of clients without a key (env TOLLGATE_RATE_DEFAULT)")
+	rateFail := fs.String("rate-fail", "local", "when Redis is down: local (per-instance limits), open (no limits) or closed (503) (env TOLLGATE_RATE_FAIL)")
+	rateHeaders := fs.String("ratelimit-headers", "legacy", "rate-limit header families: legacy, ietf or legacy,ietf (env TOLLGATE_RATELIMIT_HEADERS)")
 	fs.Usage = func() {
 		fmt.Fprint(e.stderr, "usage: tollgate serve [flags]\n\nRuns the API server until SIGINT or SIGTERM, then drains in-flight requests.\nFlags override environment variables, which override defaults.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, e.getenv); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{"serve: unexpected arguments: " + strings.Join(fs.Args(), " ")}
+	}
+	var err error
+	if err = c.level.UnmarshalText([]byte(*level)); err != nil {
+		return c, usageError{fmt.Sprintf("-log-level: %v", err)}
+	}
+	if c.rateDefault, err = ratelimit.ParsePolicy(*rateDefault); err != nil {
+		return c, usageError{fmt.Sprintf("-rate-default: %v", err)}
+	}
+	c.rateDefault.Name = "default"
+	if c.rateFail, err = redisstore.ParseFailurePolicy(*rateFail); err != nil {
+		return c, usageError{fmt.Sprintf("-rate-fail: %v", err)}
+	}
+	if c.rateHeaders, err = middleware.ParseHeaderFamilies(*rateHeaders); err != nil {
+		return c, usageError{fmt.Sprintf("-ratelimit-headers: %v", err)}
+	}
+	return c, nil
+}
+
+func serveCmd(ctx context.Context, e env, args []string) error {
+	c, err := parseServe(e, args)
+	if err != nil {
 		return err
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return usageError{fmt.Sprintf("-log-level: %v", err)}
-	}
-	logs := logjson.New(e.stderr, &logjson.Options{Level: lvl, BufferSize: 32 << 10, FlushInterval: 200 * time.Millisecond})
+	logs := logjson.New(e.stderr, &logjson.Options{Level: c.level, BufferSize: 32 << 10, FlushInterval: 200 * time.Millisecond})
 	defer logs.Close()
 	log := slog.New(logs)
 
-	st, err := openStore(ctx, *database)
+	st, err := openStore(ctx, c.database)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := bootstrap(ctx, st, *account, e); err != nil {
+	if err := bootstrap(ctx, st, c.account, e); err != nil {
 		return err
 	}
 
-	verifier := auth.NewVerifier(store.AuthKeys(st))
-	guard := middleware.NewGuard(ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), ratelimit.Policy{Name: "auth_failures", Limit: 20, Window: time.Minute}, nil)
 	srv := server.New(server.Config{
 		Logger:       log,
-		BodyLimit:    *bodyLimit,
-		SuccessField: *successField,
+		BodyLimit:    c.bodyLimit,
+		SuccessField: c.successField,
 		Checks:       map[string]server.Checker{"database": st},
 	})
-	api.New(api.Config{Store: st, Verifier: verifier, Guard: guard, Logger: log}).Routes(srv.Handle)
+	limiter, closeLimiter, err := newLimiter(c, srv)
+	if err != nil {
+		return err
+	}
+	defer closeLimiter()
+	verifier := auth.NewVerifier(store.AuthKeys(st))
+	guard := middleware.NewGuard(ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), ratelimit.Policy{Name: "auth_failures", Limit: 20, Window: time.Minute}, nil)
+	api.New(api.Config{
+		Store: st, Verifier: verifier, Guard: guard, Logger: log,
+		RateLimit: middleware.RateLimit(middleware.RateLimitConfig{Store: limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
+	}).Routes(srv.Handle)
 
-	l, err := net.Listen("tcp", *addr)
+	l, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log.Info("listening", "addr", l.Addr().String(), "database", redactDSN(*database))
+	log.Info("listening", "addr", l.Addr().String(), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
 	flushed := make(chan error, 1)
 	go func() { flushed <- verifier.Run(ctx, 10*time.Second) }()
 	err = srv.Serve(ctx, l)
@@ -73,6 +123,36 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	}
 	log.Info("stopped")
 	return err
+}
+
+// newLimiter returns the rate-limit store: Redis when configured, else in
+// memory.
+func newLimiter(c serveConfig, srv *server.Server) (ratelimit.Store, func(), error) {
+	if c.redisURL == "" {
+		return ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), func() {}, nil
+	}
+	addr := c.redisURL
+	opts := redisstore.ClientOptions(addr)
+	if strings.Contains(addr, "://") {
+		u, err := redis.ParseURL(addr)
+		if err != nil {
+			return nil, nil, usageError{fmt.Sprintf("-redis: %v", err)}
+		}
+		opts = redisstore.ClientOptions(u.Addr)
+		opts.Username, opts.Password, opts.DB, opts.TLSConfig = u.Username, u.Password, u.DB, u.TLSConfig
+	}
+	client := redis.NewClient(opts)
+	metrics, err := redisstore.NewMetrics(srv.Registry())
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	rs, err := redisstore.New(client, redisstore.Options{Failure: c.rateFail, Metrics: metrics})
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return rs, func() { client.Close() }, nil
 }
 
 // bootstrap creates the account on an empty database and prints an admin

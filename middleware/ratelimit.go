@@ -1,0 +1,167 @@
+package middleware
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/ratelimit"
+)
+
+// Header families RateLimit can write, as a bit set.
+const (
+	// HeadersLegacy writes X-RateLimit-Limit, -Remaining and -Reset.
+	HeadersLegacy = 1 << iota
+	// HeadersIETF writes the IETF draft pair RateLimit-Policy and
+	// RateLimit. Off by default: widely used parsers read a RateLimit
+	// header as the older combined "limit=, remaining=, reset=" form.
+	HeadersIETF
+)
+
+// ParseHeaderFamilies parses a comma-separated list of "legacy" and "ietf".
+func ParseHeaderFamilies(s string) (int, error) {
+	var f int
+	for _, p := range splitComma(s) {
+		switch p {
+		case "legacy":
+			f |= HeadersLegacy
+		case "ietf":
+			f |= HeadersIETF
+		default:
+			return 0, errors.New(`ratelimit headers: want "legacy", "ietf" or both, not "` + p + `"`)
+		}
+	}
+	if f == 0 {
+		return 0, errors.New("ratelimit headers: empty")
+	}
+	return f, nil
+}
+
+func splitComma(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			p := s[start:i]
+			for len(p) > 0 && p[0] == ' ' {
+				p = p[1:]
+			}
+			for len(p) > 0 && p[len(p)-1] == ' ' {
+				p = p[:len(p)-1]
+			}
+			if p != "" {
+				out = append(out, p)
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// RateLimitConfig configures RateLimit.
+type RateLimitConfig struct {
+	// Store decides; it must not be nil.
+	Store ratelimit.Store
+	// Default is the plan of a key without its own, and of unauthenticated
+	// clients. For example 100 per minute.
+	Default ratelimit.Policy
+	// Headers is the set of header families to write; 0 means
+	// HeadersLegacy.
+	Headers int
+	// Now is the clock for X-RateLimit-Reset; the chain's start time is
+	// used when there is one.
+	Now func() time.Time
+}
+
+// RateLimit admits or refuses each request by its API key's plan (the
+// key's rate, or Default) or, without a key, by client address under
+// Default. Every answer carries the headers of one decision:
+// X-RateLimit-Limit, -Remaining and -Reset (unix seconds), and the IETF
+// pair when asked for. A refusal is 429 RATE_LIMITED, "Rate limit
+// exceeded. Retry after N seconds.", with Retry-After equal to
+// details.retry_after. A store failure is 503 SERVICE_UNAVAILABLE, never
+// 429 and never 500.
+func RateLimit(cfg RateLimitConfig) Middleware {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Headers == 0 {
+		cfg.Headers = HeadersLegacy
+	}
+	if cfg.Default.Name == "" {
+		cfg.Default.Name = "default"
+	}
+	plans := &planCache{def: []ratelimit.Policy{cfg.Default}}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			key, policies := "", plans.def
+			if p, ok := auth.PrincipalFrom(r.Context()); ok {
+				key = "key:" + p.KeyID
+				policies = plans.get(p.RatePlan)
+			} else {
+				key = "ip:" + clientAddr(r)
+			}
+			res, err := cfg.Store.Take(r.Context(), key, policies, 1)
+			if err != nil {
+				apierror.Write(w, r, apierror.Wrap(err, apierror.ServiceUnavailable, "Rate limiting is unavailable.").
+					With("reason", "ratelimit_unavailable").WithRetryAfter(time.Second))
+				return
+			}
+			now, ok := StartTime(r.Context())
+			if !ok {
+				now = cfg.Now()
+			}
+			setRateHeaders(w.Header(), cfg.Headers, res, now)
+			if !res.Allowed {
+				s := apierror.RetrySeconds(res.RetryAfter)
+				apierror.Write(w, r, apierror.New(apierror.RateLimited, "Rate limit exceeded. Retry after "+strconv.Itoa(s)+" seconds.").
+					With("limit", res.Limit).With("window", ratelimit.FormatWindow(res.Window)).
+					With("policy", res.Policy).WithRetryAfter(res.RetryAfter))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// setRateHeaders writes the headers of one decision.
+func setRateHeaders(h http.Header, families int, res ratelimit.Result, now time.Time) {
+	resetSecs := int64((res.ResetAfter + time.Second - 1) / time.Second)
+	if families&HeadersLegacy != 0 {
+		h["X-Ratelimit-Limit"] = []string{strconv.Itoa(res.Limit)}
+		h["X-Ratelimit-Remaining"] = []string{strconv.Itoa(max(res.Remaining, 0))}
+		h["X-Ratelimit-Reset"] = []string{strconv.FormatInt(now.Unix()+resetSecs, 10)}
+	}
+	if families&HeadersIETF != 0 {
+		name := strconv.Quote(res.Policy)
+		h["Ratelimit-Policy"] = []string{name + ";q=" + strconv.Itoa(res.Limit) + ";w=" + strconv.FormatInt(int64(res.Window/time.Second), 10)}
+		h["Ratelimit"] = []string{name + ";r=" + strconv.Itoa(max(res.Remaining, 0)) + ";t=" + strconv.FormatInt(resetSecs, 10)}
+	}
+}
+
+// planCache parses each key's rate plan once.
+type planCache struct {
+	def []ratelimit.Policy
+	m   sync.Map // plan string → []ratelimit.Policy
+}
+
+func (c *planCache) get(plan string) []ratelimit.Policy {
+	if plan == "" {
+		return c.def
+	}
+	if v, ok := c.m.Load(plan); ok {
+		return v.([]ratelimit.Policy)
+	}
+	p, err := ratelimit.ParsePolicy(plan)
+	if err != nil {
+		return c.def // plans are validated when keys are made
+	}
+	p.Name = "key"
+	ps := []ratelimit.Policy{p}
+	c.m.Store(plan, ps)
+	return ps
+}
