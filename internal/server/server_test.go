@@ -52,7 +52,9 @@ func (p *panicDetector) Write(b []byte) (int, error) {
 
 type downStore struct{}
 
-func (downStore) Ping(context.Context) error { return fmt.Errorf("dial tcp 127.0.0.1:5432: connection refused") }
+func (downStore) Ping(context.Context) error {
+	return fmt.Errorf("dial tcp 127.0.0.1:5432: connection refused")
+}
 
 // newServer returns a server with a few demonstration routes: one that
 // decodes JSON strictly, one that panics.
