@@ -1,0 +1,154 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+const keyCols = `id, account_id, name, start, hash, scopes, rate_plan, created_at, last_used_at, expires_at, revoked_at`
+
+// querier is the pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// CreateKey implements store.Keys.
+func (db *DB) CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error) {
+	k, err := db.insertKey(ctx, db.pool, k)
+	if err != nil {
+		return store.APIKey{}, fmt.Errorf("postgres: create key: %w", wrapErr(err))
+	}
+	return k, nil
+}
+
+func (db *DB) insertKey(ctx context.Context, q querier, k store.APIKey) (store.APIKey, error) {
+	now := db.now()
+	k.ID = store.NewID(store.PrefixKey, now)
+	k.CreatedAt = now
+	k.LastUsedAt, k.RevokedAt = nil, nil
+	k.ExpiresAt = microPtr(k.ExpiresAt)
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
+	return scanKey(q.QueryRow(ctx, `INSERT INTO api_keys (`+keyCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL) RETURNING `+keyCols,
+		k.ID, k.AccountID, k.Name, k.Start, k.Hash[:], k.Scopes, k.RatePlan, k.CreatedAt, k.ExpiresAt))
+}
+
+// KeyByID implements store.Keys.
+func (db *DB) KeyByID(ctx context.Context, accountID, id string) (store.APIKey, error) {
+	k, err := scanKey(db.pool.QueryRow(ctx, `SELECT `+keyCols+` FROM api_keys WHERE account_id = $1 AND id = $2`, accountID, id))
+	if err != nil {
+		return store.APIKey{}, fmt.Errorf("postgres: key by id: %w", wrapErr(err))
+	}
+	return k, nil
+}
+
+// KeyByHash implements store.Keys.
+func (db *DB) KeyByHash(ctx context.Context, hash [32]byte) (store.APIKey, error) {
+	k, err := scanKey(db.pool.QueryRow(ctx, `SELECT `+keyCols+` FROM api_keys WHERE hash = $1`, hash[:]))
+	if err != nil {
+		return store.APIKey{}, fmt.Errorf("postgres: key by hash: %w", wrapErr(err))
+	}
+	return k, nil
+}
+
+// ListKeys implements store.Keys.
+func (db *DB) ListKeys(ctx context.Context, accountID string) ([]store.APIKey, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+keyCols+` FROM api_keys WHERE account_id = $1 ORDER BY id`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list keys: %w", wrapErr(err))
+	}
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.APIKey, error) { return scanKey(r) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list keys: %w", wrapErr(err))
+	}
+	if keys == nil {
+		keys = []store.APIKey{}
+	}
+	return keys, nil
+}
+
+// RevokeKey implements store.Keys.
+func (db *DB) RevokeKey(ctx context.Context, accountID, id string, at time.Time) (store.APIKey, error) {
+	k, err := scanKey(db.pool.QueryRow(ctx,
+		`UPDATE api_keys SET revoked_at = coalesce(revoked_at, $1) WHERE account_id = $2 AND id = $3 RETURNING `+keyCols,
+		micro(at), accountID, id))
+	if err != nil {
+		return store.APIKey{}, fmt.Errorf("postgres: revoke key: %w", wrapErr(err))
+	}
+	return k, nil
+}
+
+// RotateKey implements store.Keys. The old key's row is locked (FOR
+// UPDATE) for the transaction, so concurrent rotations of one key queue.
+func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.APIKey, overlap time.Duration) (created, old store.APIKey, err error) {
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		old, err = scanKey(tx.QueryRow(ctx,
+			`SELECT `+keyCols+` FROM api_keys WHERE account_id = $1 AND id = $2 FOR UPDATE`, accountID, id))
+		if err != nil {
+			return err
+		}
+		exp, err := store.RotationExpiry(old, db.now(), overlap)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE api_keys SET expires_at = $1 WHERE id = $2`, exp, old.ID); err != nil {
+			return err
+		}
+		old.ExpiresAt = &exp
+		created, err = db.insertKey(ctx, tx, store.RotatedKey(old, next))
+		return err
+	})
+	if err != nil {
+		return store.APIKey{}, store.APIKey{}, fmt.Errorf("postgres: rotate key: %w", wrapErr(err))
+	}
+	return created, old, nil
+}
+
+// TouchKeys implements store.Keys, in one statement.
+func (db *DB) TouchKeys(ctx context.Context, used map[string]time.Time) error {
+	if len(used) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(used))
+	ats := make([]time.Time, 0, len(used))
+	for id, at := range used {
+		ids = append(ids, id)
+		ats = append(ats, micro(at))
+	}
+	_, err := db.pool.Exec(ctx, `UPDATE api_keys k SET last_used_at = greatest(k.last_used_at, u.at)
+		FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
+		WHERE k.id = u.id`, ids, ats)
+	if err != nil {
+		return fmt.Errorf("postgres: touch keys: %w", wrapErr(err))
+	}
+	return nil
+}
+
+func scanKey(row pgx.Row) (store.APIKey, error) {
+	var (
+		k    store.APIKey
+		hash []byte
+	)
+	err := row.Scan(&k.ID, &k.AccountID, &k.Name, &k.Start, &hash, &k.Scopes, &k.RatePlan,
+		&k.CreatedAt, &k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt)
+	if err != nil {
+		return store.APIKey{}, err
+	}
+	if len(hash) != len(k.Hash) {
+		return store.APIKey{}, fmt.Errorf("key %s: hash is %d bytes, want 32", k.ID, len(hash))
+	}
+	copy(k.Hash[:], hash)
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
+	k.CreatedAt = k.CreatedAt.UTC()
+	k.LastUsedAt, k.ExpiresAt, k.RevokedAt = utcPtr(k.LastUsedAt), utcPtr(k.ExpiresAt), utcPtr(k.RevokedAt)
+	return k, nil
+}

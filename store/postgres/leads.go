@@ -1,0 +1,95 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+const leadCols = `id, account_id, name, email, phone, company, notes, status, created_at, updated_at`
+
+// CreateLead implements store.Leads.
+func (db *DB) CreateLead(ctx context.Context, l store.Lead) (store.Lead, error) {
+	now := db.now()
+	l.ID = store.NewID(store.PrefixLead, now)
+	l.CreatedAt, l.UpdatedAt = now, now
+	_, err := db.pool.Exec(ctx, `INSERT INTO leads (`+leadCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		l.ID, l.AccountID, l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status,
+		l.CreatedAt, l.UpdatedAt)
+	if err != nil {
+		return store.Lead{}, fmt.Errorf("postgres: create lead: %w", wrapErr(err))
+	}
+	return l, nil
+}
+
+// LeadByID implements store.Leads.
+func (db *DB) LeadByID(ctx context.Context, accountID, id string) (store.Lead, error) {
+	l, err := scanLead(db.pool.QueryRow(ctx,
+		`SELECT `+leadCols+` FROM leads WHERE account_id = $1 AND id = $2`, accountID, id))
+	if err != nil {
+		return store.Lead{}, fmt.Errorf("postgres: lead by id: %w", wrapErr(err))
+	}
+	return l, nil
+}
+
+// ListLeads implements store.Leads.
+func (db *DB) ListLeads(ctx context.Context, accountID string, f store.LeadFilter, page store.Page) ([]store.Lead, string, error) {
+	limit := page.EffectiveLimit()
+	rows, err := db.pool.Query(ctx, `SELECT `+leadCols+` FROM leads
+		WHERE account_id = $1 AND id > $2 AND ($3 = '' OR status = $3)
+		ORDER BY id LIMIT $4`,
+		accountID, page.After, f.Status, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("postgres: list leads: %w", wrapErr(err))
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Lead, error) { return scanLead(r) })
+	if err != nil {
+		return nil, "", fmt.Errorf("postgres: list leads: %w", wrapErr(err))
+	}
+	if list == nil {
+		list = []store.Lead{}
+	}
+	var next string
+	if len(list) > limit {
+		list = list[:limit]
+		next = list[limit-1].ID
+	}
+	return list, next, nil
+}
+
+// UpdateLead implements store.Leads.
+func (db *DB) UpdateLead(ctx context.Context, l store.Lead) (store.Lead, error) {
+	out, err := scanLead(db.pool.QueryRow(ctx, `UPDATE leads SET
+		name = $1, email = $2, phone = $3, company = $4, notes = $5, status = $6, updated_at = $7
+		WHERE account_id = $8 AND id = $9 RETURNING `+leadCols,
+		l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status, db.now(), l.AccountID, l.ID))
+	if err != nil {
+		return store.Lead{}, fmt.Errorf("postgres: update lead: %w", wrapErr(err))
+	}
+	return out, nil
+}
+
+// DeleteLead implements store.Leads.
+func (db *DB) DeleteLead(ctx context.Context, accountID, id string) error {
+	if err := db.delete(ctx, `DELETE FROM leads WHERE account_id = $1 AND id = $2`, accountID, id); err != nil {
+		return fmt.Errorf("postgres: delete lead: %w", wrapErr(err))
+	}
+	return nil
+}
+
+func scanLead(row pgx.Row) (store.Lead, error) {
+	var (
+		l     store.Lead
+		phone *string
+	)
+	err := row.Scan(&l.ID, &l.AccountID, &l.Name, &l.Email, &phone, &l.Company, &l.Notes, &l.Status,
+		&l.CreatedAt, &l.UpdatedAt)
+	if err != nil {
+		return store.Lead{}, err
+	}
+	l.Phone = fromNull(phone)
+	l.CreatedAt, l.UpdatedAt = l.CreatedAt.UTC(), l.UpdatedAt.UTC()
+	return l, nil
+}

@@ -1,0 +1,103 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+const leadCols = `id, account_id, name, email, phone, company, notes, status, created_at, updated_at`
+
+// CreateLead implements store.Leads.
+func (db *DB) CreateLead(ctx context.Context, l store.Lead) (store.Lead, error) {
+	now := db.now()
+	l.ID = store.NewID(store.PrefixLead, now)
+	l.CreatedAt, l.UpdatedAt = now, now
+	_, err := db.w.ExecContext(ctx, `INSERT INTO leads (`+leadCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		l.ID, l.AccountID, l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status,
+		toMicro(l.CreatedAt), toMicro(l.UpdatedAt))
+	if err != nil {
+		return store.Lead{}, fmt.Errorf("sqlite: create lead: %w", wrapErr(err))
+	}
+	return l, nil
+}
+
+// LeadByID implements store.Leads.
+func (db *DB) LeadByID(ctx context.Context, accountID, id string) (store.Lead, error) {
+	l, err := scanLead(db.r.QueryRowContext(ctx,
+		`SELECT `+leadCols+` FROM leads WHERE account_id = ? AND id = ?`, accountID, id))
+	if err != nil {
+		return store.Lead{}, fmt.Errorf("sqlite: lead by id: %w", wrapErr(err))
+	}
+	return l, nil
+}
+
+// ListLeads implements store.Leads.
+func (db *DB) ListLeads(ctx context.Context, accountID string, f store.LeadFilter, page store.Page) ([]store.Lead, string, error) {
+	limit := page.EffectiveLimit()
+	rows, err := db.r.QueryContext(ctx, `SELECT `+leadCols+` FROM leads
+		WHERE account_id = ? AND id > ? AND (? = '' OR status = ?)
+		ORDER BY id LIMIT ?`,
+		accountID, page.After, f.Status, f.Status, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: list leads: %w", wrapErr(err))
+	}
+	defer rows.Close()
+	list := []store.Lead{}
+	for rows.Next() {
+		l, err := scanLead(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlite: list leads: %w", wrapErr(err))
+		}
+		list = append(list, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("sqlite: list leads: %w", wrapErr(err))
+	}
+	var next string
+	if len(list) > limit {
+		list = list[:limit]
+		next = list[limit-1].ID
+	}
+	return list, next, nil
+}
+
+// UpdateLead implements store.Leads.
+func (db *DB) UpdateLead(ctx context.Context, l store.Lead) (store.Lead, error) {
+	out, err := scanLead(db.w.QueryRowContext(ctx, `UPDATE leads SET
+		name = ?, email = ?, phone = ?, company = ?, notes = ?, status = ?, updated_at = ?
+		WHERE account_id = ? AND id = ? RETURNING `+leadCols,
+		l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status, toMicro(db.now()),
+		l.AccountID, l.ID))
+	if err != nil {
+		return store.Lead{}, fmt.Errorf("sqlite: update lead: %w", wrapErr(err))
+	}
+	return out, nil
+}
+
+// DeleteLead implements store.Leads.
+func (db *DB) DeleteLead(ctx context.Context, accountID, id string) error {
+	if err := db.delete(ctx, `DELETE FROM leads WHERE account_id = ? AND id = ?`, accountID, id); err != nil {
+		return fmt.Errorf("sqlite: delete lead: %w", wrapErr(err))
+	}
+	return nil
+}
+
+func scanLead(row scanner) (store.Lead, error) {
+	var (
+		l                store.Lead
+		phone            sql.NullString
+		created, updated int64
+	)
+	err := row.Scan(&l.ID, &l.AccountID, &l.Name, &l.Email, &phone, &l.Company, &l.Notes, &l.Status,
+		&created, &updated)
+	if err != nil {
+		return store.Lead{}, err
+	}
+	l.Phone = phone.String
+	l.CreatedAt = fromMicro(created)
+	l.UpdatedAt = fromMicro(updated)
+	return l, nil
+}

@@ -1,0 +1,142 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+const sessionCols = `id, account_id, external_id, title, source, model, status, started_at, ended_at, tokens, metadata, created_at, updated_at`
+
+// CreateSession implements store.Sessions.
+func (db *DB) CreateSession(ctx context.Context, s store.Session) (store.Session, error) {
+	now := db.now()
+	s.ID = store.NewID(store.PrefixSession, now)
+	s.CreatedAt, s.UpdatedAt = now, now
+	s = normSession(s)
+	_, err := db.w.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ID, s.AccountID, nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status,
+		toMicro(s.StartedAt), toNullMicro(s.EndedAt), s.Tokens, string(s.Metadata),
+		toMicro(s.CreatedAt), toMicro(s.UpdatedAt))
+	if err != nil {
+		return store.Session{}, fmt.Errorf("sqlite: create session: %w", wrapErr(err))
+	}
+	return s, nil
+}
+
+// SessionByID implements store.Sessions.
+func (db *DB) SessionByID(ctx context.Context, accountID, id string) (store.Session, error) {
+	s, err := scanSession(db.r.QueryRowContext(ctx,
+		`SELECT `+sessionCols+` FROM sessions WHERE account_id = ? AND id = ?`, accountID, id))
+	if err != nil {
+		return store.Session{}, fmt.Errorf("sqlite: session by id: %w", wrapErr(err))
+	}
+	return s, nil
+}
+
+// ListSessions implements store.Sessions.
+func (db *DB) ListSessions(ctx context.Context, accountID string, f store.SessionFilter, page store.Page) ([]store.Session, string, error) {
+	limit := page.EffectiveLimit()
+	rows, err := db.r.QueryContext(ctx, `SELECT `+sessionCols+` FROM sessions
+		WHERE account_id = ? AND id > ? AND (? = '' OR status = ?) AND (? = '' OR source = ?)
+		ORDER BY id LIMIT ?`,
+		accountID, page.After, f.Status, f.Status, f.Source, f.Source, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: list sessions: %w", wrapErr(err))
+	}
+	defer rows.Close()
+	list := []store.Session{}
+	for rows.Next() {
+		s, err := scanSession(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlite: list sessions: %w", wrapErr(err))
+		}
+		list = append(list, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("sqlite: list sessions: %w", wrapErr(err))
+	}
+	var next string
+	if len(list) > limit {
+		list = list[:limit]
+		next = list[limit-1].ID
+	}
+	return list, next, nil
+}
+
+// UpdateSession implements store.Sessions.
+func (db *DB) UpdateSession(ctx context.Context, s store.Session) (store.Session, error) {
+	s = normSession(s)
+	s.UpdatedAt = db.now()
+	out, err := scanSession(db.w.QueryRowContext(ctx, `UPDATE sessions SET
+		external_id = ?, title = ?, source = ?, model = ?, status = ?, started_at = ?, ended_at = ?,
+		tokens = ?, metadata = ?, updated_at = ?
+		WHERE account_id = ? AND id = ? RETURNING `+sessionCols,
+		nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status, toMicro(s.StartedAt), toNullMicro(s.EndedAt),
+		s.Tokens, string(s.Metadata), toMicro(s.UpdatedAt), s.AccountID, s.ID))
+	if err != nil {
+		return store.Session{}, fmt.Errorf("sqlite: update session: %w", wrapErr(err))
+	}
+	return out, nil
+}
+
+// DeleteSession implements store.Sessions.
+func (db *DB) DeleteSession(ctx context.Context, accountID, id string) error {
+	if err := db.delete(ctx, `DELETE FROM sessions WHERE account_id = ? AND id = ?`, accountID, id); err != nil {
+		return fmt.Errorf("sqlite: delete session: %w", wrapErr(err))
+	}
+	return nil
+}
+
+// delete runs a DELETE and reports sql.ErrNoRows when it removed nothing.
+func (db *DB) delete(ctx context.Context, query string, args ...any) error {
+	res, err := db.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return sql.ErrNoRows
+	}
+	return nil
+}
+
+// normSession applies the storage rules: {} for nil metadata, microsecond
+// UTC times.
+func normSession(s store.Session) store.Session {
+	if s.Metadata == nil {
+		s.Metadata = json.RawMessage(`{}`)
+	}
+	s.StartedAt = s.StartedAt.UTC().Truncate(time.Microsecond)
+	s.EndedAt = truncPtr(s.EndedAt)
+	return s
+}
+
+func scanSession(row scanner) (store.Session, error) {
+	var (
+		s                         store.Session
+		ext                       sql.NullString
+		started, created, updated int64
+		ended                     sql.NullInt64
+		meta                      string
+	)
+	err := row.Scan(&s.ID, &s.AccountID, &ext, &s.Title, &s.Source, &s.Model, &s.Status,
+		&started, &ended, &s.Tokens, &meta, &created, &updated)
+	if err != nil {
+		return store.Session{}, err
+	}
+	s.ExternalID = ext.String
+	s.StartedAt = fromMicro(started)
+	s.EndedAt = fromNullMicro(ended)
+	s.Metadata = json.RawMessage(meta)
+	s.CreatedAt = fromMicro(created)
+	s.UpdatedAt = fromMicro(updated)
+	return s, nil
+}
