@@ -5,6 +5,7 @@
 package api
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -83,6 +84,8 @@ func respond(w http.ResponseWriter, r *http.Request, status int, v any) {
 func storeError(err error, resource, name string) error {
 	var conflict *store.ConflictError
 	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return apierror.From(err) // 503, reason timeout
 	case errors.Is(err, store.ErrNotFound):
 		return apierror.Wrap(err, apierror.NotFound, name+" not found").With("resource", resource)
 	case errors.As(err, &conflict):
