@@ -19,6 +19,9 @@ var envFlags = map[string]string{
 	"rate-default":      "TOLLGATE_RATE_DEFAULT",
 	"rate-fail":         "TOLLGATE_RATE_FAIL",
 	"ratelimit-headers": "TOLLGATE_RATELIMIT_HEADERS",
+	"max-concurrency":   "TOLLGATE_MAX_CONCURRENCY",
+	"request-timeout":   "TOLLGATE_REQUEST_TIMEOUT",
+	"maintenance":       "TOLLGATE_MAINTENANCE",
 }
 
 // parseFlags parses args into fs, then fills every flag that was not given

@@ -31,6 +31,9 @@ type serveConfig struct {
 	rateDefault                       ratelimit.Policy
 	rateFail                          redisstore.FailurePolicy
 	rateHeaders                       int
+	maxConcurrency                    int
+	requestTimeout                    time.Duration
+	maintenance                       bool
 }
 
 func parseServe(e env, args []string) (serveConfig, error) {
@@ -47,6 +50,9 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	rateDefault := fs.String("rate-default", "100/1m", "rate plan of keys without their own, and of clients without a key (env TOLLGATE_RATE_DEFAULT)")
 	rateFail := fs.String("rate-fail", "local", "when Redis is down: local (per-instance limits), open (no limits) or closed (503) (env TOLLGATE_RATE_FAIL)")
 	rateHeaders := fs.String("ratelimit-headers", "legacy", "rate-limit header families: legacy, ietf or legacy,ietf (env TOLLGATE_RATELIMIT_HEADERS)")
+	fs.IntVar(&c.maxConcurrency, "max-concurrency", middleware.DefaultConcurrency(), "API requests in flight before 503 overloaded (env TOLLGATE_MAX_CONCURRENCY)")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", 10*time.Second, "deadline of each API request; past it 503 timeout (env TOLLGATE_REQUEST_TIMEOUT)")
+	fs.BoolVar(&c.maintenance, "maintenance", false, "start in maintenance mode: the API answers 503, /healthz still 200 (env TOLLGATE_MAINTENANCE)")
 	fs.Usage = func() {
 		fmt.Fprint(e.stderr, "usage: tollgate serve [flags]\n\nRuns the API server until SIGINT or SIGTERM, then drains in-flight requests.\nFlags override environment variables, which override defaults.\n\n")
 		fs.PrintDefaults()
@@ -92,11 +98,17 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 		return err
 	}
 
+	maintenance := middleware.NewMaintenance(c.maintenance, time.Minute)
 	srv := server.New(server.Config{
 		Logger:       log,
 		BodyLimit:    c.bodyLimit,
 		SuccessField: c.successField,
 		Checks:       map[string]server.Checker{"database": st},
+		Guards: []middleware.Middleware{
+			maintenance.Guard,
+			middleware.Concurrency(c.maxConcurrency),
+			middleware.Timeout(c.requestTimeout),
+		},
 	})
 	limiter, closeLimiter, err := newLimiter(c, srv)
 	if err != nil {

@@ -54,6 +54,11 @@ type Config struct {
 	SuccessField bool
 	// Checks are pinged by /readyz, by name.
 	Checks map[string]Checker
+	// Guards wrap every route registered with Handle (the API), outermost
+	// first — maintenance mode, the concurrency limit, the request
+	// deadline — but not /healthz, /readyz or /metrics, which must answer
+	// while the API refuses.
+	Guards []middleware.Middleware
 }
 
 // Server is tollgate's HTTP server. Register API routes with Handle before
@@ -90,8 +95,11 @@ func New(cfg Config) *Server {
 // Registry returns the metrics registry served on /metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
-// Handle registers h for a ServeMux pattern.
-func (s *Server) Handle(pattern string, h http.Handler) { s.router.Handle(pattern, h) }
+// Handle registers h, behind the configured Guards, for a ServeMux
+// pattern.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.router.Handle(pattern, middleware.Chain(s.cfg.Guards...)(h))
+}
 
 // Handler returns the whole chain: RequestID, Metrics, Logger, Recover,
 // BodyLimit, then the router.

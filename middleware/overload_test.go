@@ -1,0 +1,86 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/middleware"
+)
+
+func TestConcurrency(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
+	h := middleware.Chain(middleware.RequestID(nil), middleware.Concurrency(2))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+			codes[i] = w.Code
+		}()
+	}
+	<-entered
+	<-entered
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	e := apierror.Decode(w.Result())
+	if w.Code != 503 || e.Details["reason"] != "overloaded" || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("third request: %d %v Retry-After %q", w.Code, e.Details, w.Header().Get("Retry-After"))
+	}
+	close(release)
+	wg.Wait()
+	if codes[0] != 200 || codes[1] != 200 {
+		t.Errorf("admitted requests: %v", codes)
+	}
+	// Slots are given back.
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if w.Code != 200 {
+		t.Errorf("after release: %d", w.Code)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	h := middleware.Chain(middleware.RequestID(nil), middleware.Timeout(time.Nanosecond))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // a store call honouring the context
+		apierror.Write(w, r, r.Context().Err())
+	}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	e := apierror.Decode(w.Result())
+	if w.Code != 503 || e.Details["reason"] != "timeout" || w.Header().Get("Retry-After") == "" {
+		t.Errorf("timeout: %d %v", w.Code, e.Details)
+	}
+	if !errors.Is(context.DeadlineExceeded, context.DeadlineExceeded) {
+		t.Fatal("unreachable")
+	}
+}
+
+func TestMaintenance(t *testing.T) {
+	m := middleware.NewMaintenance(true, 30*time.Second)
+	h := middleware.Chain(middleware.RequestID(nil), m.Guard)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	e := apierror.Decode(w.Result())
+	if w.Code != 503 || e.Details["reason"] != "maintenance" || w.Header().Get("Retry-After") != "30" || e.Details["retry_after"] != 30.0 {
+		t.Errorf("maintenance on: %d %v %q", w.Code, e.Details, w.Header().Get("Retry-After"))
+	}
+	m.Set(false)
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if w.Code != 200 || m.On() {
+		t.Errorf("maintenance off: %d", w.Code)
+	}
+}
