@@ -59,6 +59,29 @@ type Config struct {
 	// deadline — but not /healthz, /readyz or /metrics, which must answer
 	// while the API refuses.
 	Guards []middleware.Middleware
+	// Timeouts override the http.Server's timeouts; zero fields take the
+	// package defaults.
+	Timeouts Timeouts
+}
+
+// Timeouts are the http.Server's limits on slow clients.
+type Timeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+func (t Timeouts) orDefaults() Timeouts {
+	def := func(d, v time.Duration) time.Duration {
+		if d == 0 {
+			return v
+		}
+		return d
+	}
+	return Timeouts{
+		ReadHeader: def(t.ReadHeader, ReadHeaderTimeout),
+		Read:       def(t.Read, ReadTimeout),
+		Write:      def(t.Write, WriteTimeout),
+		Idle:       def(t.Idle, IdleTimeout),
+	}
 }
 
 // Server is tollgate's HTTP server. Register API routes with Handle before
@@ -146,12 +169,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // stops accepting, lets in-flight requests finish (up to
 // ShutdownTimeout), and returns.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	to := s.cfg.Timeouts.orDefaults()
 	srv := &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
-		WriteTimeout:      WriteTimeout,
-		IdleTimeout:       IdleTimeout,
+		ReadHeaderTimeout: to.ReadHeader,
+		ReadTimeout:       to.Read,
+		WriteTimeout:      to.Write,
+		IdleTimeout:       to.Idle,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },

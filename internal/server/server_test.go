@@ -313,3 +313,7 @@ func FuzzChain(f *testing.F) {
 		}
 	})
 }
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+func mustRequest(method, target string) *http.Request { return httptest.NewRequest(method, target, nil) }
