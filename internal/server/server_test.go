@@ -316,4 +316,6 @@ func FuzzChain(f *testing.F) {
 
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
 
-func mustRequest(method, target string) *http.Request { return httptest.NewRequest(method, target, nil) }
+func mustRequest(method, target string) *http.Request {
+	return httptest.NewRequest(method, target, nil)
+}
