@@ -34,6 +34,7 @@ type serveConfig struct {
 	maxConcurrency                    int
 	requestTimeout                    time.Duration
 	maintenance                       bool
+	idemRetention, idemLease          time.Duration
 }
 
 func parseServe(e env, args []string) (serveConfig, error) {
@@ -53,6 +54,8 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	fs.IntVar(&c.maxConcurrency, "max-concurrency", middleware.DefaultConcurrency(), "API requests in flight before 503 overloaded (env TOLLGATE_MAX_CONCURRENCY)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 10*time.Second, "deadline of each API request; past it 503 timeout (env TOLLGATE_REQUEST_TIMEOUT)")
 	fs.BoolVar(&c.maintenance, "maintenance", false, "start in maintenance mode: the API answers 503, /healthz still 200 (env TOLLGATE_MAINTENANCE)")
+	fs.DurationVar(&c.idemRetention, "idempotency-retention", middleware.DefaultIdempotencyRetention, "how long Idempotency-Key results are kept (env TOLLGATE_IDEMPOTENCY_RETENTION)")
+	fs.DurationVar(&c.idemLease, "idempotency-lease", middleware.DefaultIdempotencyLease, "how long an in-flight Idempotency-Key claim outlives a crashed server (env TOLLGATE_IDEMPOTENCY_LEASE)")
 	fs.Usage = func() {
 		fmt.Fprint(e.stderr, "usage: tollgate serve [flags]\n\nRuns the API server until SIGINT or SIGTERM, then drains in-flight requests.\nFlags override environment variables, which override defaults.\n\n")
 		fs.PrintDefaults()
@@ -76,6 +79,9 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	}
 	if c.rateHeaders, err = middleware.ParseHeaderFamilies(*rateHeaders); err != nil {
 		return c, usageError{fmt.Sprintf("-ratelimit-headers: %v", err)}
+	}
+	if c.idemRetention <= 0 || c.idemLease <= 0 {
+		return c, usageError{"-idempotency-retention and -idempotency-lease must be positive"}
 	}
 	return c, nil
 }
@@ -110,7 +116,7 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 			middleware.Timeout(c.requestTimeout),
 		},
 	})
-	limiter, closeLimiter, err := newLimiter(c, srv)
+	limiter, closeLimiter, err := newLimiter(c, srv, log)
 	if err != nil {
 		return err
 	}
@@ -120,6 +126,9 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	api.New(api.Config{
 		Store: st, Verifier: verifier, Guard: guard, Logger: log,
 		RateLimit: middleware.RateLimit(middleware.RateLimitConfig{Store: limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
+		Idempotency: middleware.Idempotency(st, middleware.IdempotencyOptions{
+			Lease: c.idemLease, Retention: c.idemRetention, Logger: log,
+		}),
 	}).Routes(srv.Handle)
 
 	l, err := net.Listen("tcp", c.addr)
@@ -129,7 +138,12 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	log.Info("listening", "addr", l.Addr().String(), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
 	flushed := make(chan error, 1)
 	go func() { flushed <- verifier.Run(ctx, 10*time.Second) }()
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	purged := make(chan struct{})
+	go func() { defer close(purged); middleware.PurgeIdempotencyKeys(purgeCtx, st, time.Minute, log) }()
 	err = srv.Serve(ctx, l)
+	stopPurge()
+	<-purged
 	if ferr := <-flushed; ferr != nil {
 		log.Warn("last_used_at flush failed", "err", ferr)
 	}
@@ -139,7 +153,7 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 
 // newLimiter returns the rate-limit store: Redis when configured, else in
 // memory.
-func newLimiter(c serveConfig, srv *server.Server) (ratelimit.Store, func(), error) {
+func newLimiter(c serveConfig, srv *server.Server, log *slog.Logger) (ratelimit.Store, func(), error) {
 	if c.redisURL == "" {
 		return ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), func() {}, nil
 	}
@@ -153,6 +167,7 @@ func newLimiter(c serveConfig, srv *server.Server) (ratelimit.Store, func(), err
 		opts = redisstore.ClientOptions(u.Addr)
 		opts.Username, opts.Password, opts.DB, opts.TLSConfig = u.Username, u.Password, u.DB, u.TLSConfig
 	}
+	redis.SetLogger(redisLog{log})
 	client := redis.NewClient(opts)
 	metrics, err := redisstore.NewMetrics(srv.Registry())
 	if err != nil {
@@ -165,6 +180,14 @@ func newLimiter(c serveConfig, srv *server.Server) (ratelimit.Store, func(), err
 		return nil, nil, err
 	}
 	return rs, func() { client.Close() }, nil
+}
+
+// redisLog sends go-redis's own messages (dial failures during an outage)
+// to the JSON log at WARN instead of its default plain-text stderr.
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.l.Warn(fmt.Sprintf(format, v...), "component", "redis")
 }
 
 // bootstrap creates the account on an empty database and prints an admin
