@@ -1,7 +1,8 @@
 // Package store defines tollgate's persistent resources (accounts, API keys,
-// sessions, leads), the interfaces their backends implement, and the errors
-// those backends return. Backends live in store/sqlite and store/postgres;
-// store/storetest is the conformance suite every backend must pass.
+// sessions, leads, idempotency keys), the interfaces their backends
+// implement, and the errors those backends return. Backends live in
+// store/sqlite and store/postgres; store/storetest is the conformance suite
+// every backend must pass.
 //
 // Times are stored with microsecond precision and returned in UTC.
 // Backends read time from an injected clock, never from a package-level one.
@@ -57,6 +58,7 @@ type Store interface {
 	Keys
 	Sessions
 	Leads
+	Idempotency
 	// Ping reports whether the database is reachable (ErrUnavailable if not).
 	Ping(ctx context.Context) error
 	// Close releases the database; the Store is unusable afterwards.

@@ -9,19 +9,21 @@ import (
 // the flag is not given. Precedence: flag > environment > default. This is
 // the one place configuration is read.
 var envFlags = map[string]string{
-	"addr":              "TOLLGATE_ADDR",
-	"database":          "TOLLGATE_DATABASE",
-	"redis":             "TOLLGATE_REDIS_URL",
-	"log-level":         "TOLLGATE_LOG_LEVEL",
-	"body-limit":        "TOLLGATE_BODY_LIMIT",
-	"success-field":     "TOLLGATE_SUCCESS_FIELD",
-	"account":           "TOLLGATE_ACCOUNT",
-	"rate-default":      "TOLLGATE_RATE_DEFAULT",
-	"rate-fail":         "TOLLGATE_RATE_FAIL",
-	"ratelimit-headers": "TOLLGATE_RATELIMIT_HEADERS",
-	"max-concurrency":   "TOLLGATE_MAX_CONCURRENCY",
-	"request-timeout":   "TOLLGATE_REQUEST_TIMEOUT",
-	"maintenance":       "TOLLGATE_MAINTENANCE",
+	"addr":                  "TOLLGATE_ADDR",
+	"database":              "TOLLGATE_DATABASE",
+	"redis":                 "TOLLGATE_REDIS_URL",
+	"log-level":             "TOLLGATE_LOG_LEVEL",
+	"body-limit":            "TOLLGATE_BODY_LIMIT",
+	"success-field":         "TOLLGATE_SUCCESS_FIELD",
+	"account":               "TOLLGATE_ACCOUNT",
+	"rate-default":          "TOLLGATE_RATE_DEFAULT",
+	"rate-fail":             "TOLLGATE_RATE_FAIL",
+	"ratelimit-headers":     "TOLLGATE_RATELIMIT_HEADERS",
+	"max-concurrency":       "TOLLGATE_MAX_CONCURRENCY",
+	"request-timeout":       "TOLLGATE_REQUEST_TIMEOUT",
+	"maintenance":           "TOLLGATE_MAINTENANCE",
+	"idempotency-retention": "TOLLGATE_IDEMPOTENCY_RETENTION",
+	"idempotency-lease":     "TOLLGATE_IDEMPOTENCY_LEASE",
 }
 
 // parseFlags parses args into fs, then fills every flag that was not given

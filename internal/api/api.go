@@ -29,6 +29,9 @@ type Config struct {
 	Guard *middleware.Guard
 	// RateLimit, when not nil, wraps every authenticated route.
 	RateLimit middleware.Middleware
+	// Idempotency, when not nil, wraps every authenticated route after
+	// RateLimit (so 401 and 429 are never stored): middleware.Idempotency.
+	Idempotency middleware.Middleware
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives handler errors; nil discards.

@@ -15,6 +15,9 @@ func (a *API) Routes(handle func(pattern string, h http.Handler)) {
 	if a.cfg.RateLimit != nil {
 		authed = append(authed, a.cfg.RateLimit)
 	}
+	if a.cfg.Idempotency != nil {
+		authed = append(authed, a.cfg.Idempotency)
+	}
 	route := func(pattern, scope string, h http.HandlerFunc) {
 		ms := append(authed[:len(authed):len(authed)], middleware.RequireScopes(scope))
 		handle(pattern, middleware.Chain(ms...)(h))
@@ -25,4 +28,18 @@ func (a *API) Routes(handle func(pattern string, h http.Handler)) {
 	route("GET /v1/keys/{id}", auth.ScopeKeysRead, a.getKey)
 	route("DELETE /v1/keys/{id}", auth.ScopeKeysWrite, a.revokeKey)
 	route("POST /v1/keys/{id}/rotate", auth.ScopeKeysWrite, a.rotateKey)
+
+	route("POST /v1/sessions", auth.ScopeSessionsWrite, a.createSession)
+	route("GET /v1/sessions", auth.ScopeSessionsRead, a.listSessions)
+	route("GET /v1/sessions/{id}", auth.ScopeSessionsRead, a.getSession)
+	route("PATCH /v1/sessions/{id}", auth.ScopeSessionsWrite, a.updateSession)
+	route("DELETE /v1/sessions/{id}", auth.ScopeSessionsWrite, a.deleteSession)
+
+	route("POST /v1/leads", auth.ScopeLeadsWrite, a.createLead)
+	route("GET /v1/leads", auth.ScopeLeadsRead, a.listLeads)
+	route("GET /v1/leads/{id}", auth.ScopeLeadsRead, a.getLead)
+	route("PATCH /v1/leads/{id}", auth.ScopeLeadsWrite, a.updateLead)
+	route("DELETE /v1/leads/{id}", auth.ScopeLeadsWrite, a.deleteLead)
+
+	handle("GET /openapi.json", OpenAPIHandler()) // public: no key needed
 }

@@ -44,6 +44,11 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ListLeads", func(t *testing.T) { t.Parallel(); testListLeads(t, h) })
 	t.Run("LeadPhoneRace", func(t *testing.T) { t.Parallel(); testLeadPhoneRace(t, h) })
 	t.Run("Closed", func(t *testing.T) { t.Parallel(); testClosed(t, h) })
+	t.Run("Idempotency", func(t *testing.T) { t.Parallel(); testIdempotency(t, h) })
+	t.Run("IdempotencyLease", func(t *testing.T) { t.Parallel(); testIdempotencyLease(t, h) })
+	t.Run("IdempotencyRetention", func(t *testing.T) { t.Parallel(); testIdempotencyRetention(t, h) })
+	t.Run("IdempotencyClaimRace", func(t *testing.T) { t.Parallel(); testIdempotencyClaimRace(t, h) })
+	t.Run("IdempotencyClosed", func(t *testing.T) { t.Parallel(); testIdempotencyClosed(t, h) })
 }
 
 // clock is a settable clock whose readings carry nanoseconds, to check

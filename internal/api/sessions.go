@@ -1,0 +1,419 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/middleware"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+// Limits of session fields.
+const (
+	// MaxExternalIDLen bounds sessionExternalId, in characters.
+	MaxExternalIDLen = 255
+	// MaxTextLen bounds the short text fields (title, source, model, a
+	// lead's name and company), in characters.
+	MaxTextLen = 255
+	// MaxMetadataBytes bounds a session's metadata, measured as compact JSON.
+	MaxMetadataBytes = 16 << 10
+)
+
+// sessionStatuses lists the values of a session's status.
+var sessionStatuses = []string{store.SessionActive, store.SessionCompleted, store.SessionFailed}
+
+// Session is a session as the API shows it. Optional text fields are ""
+// when unset; EndedAt is null until the session ends.
+type Session struct {
+	ID                string          `json:"id"`
+	SessionExternalID string          `json:"sessionExternalId"`
+	Title             string          `json:"title"`
+	Source            string          `json:"source"`
+	Model             string          `json:"model"`
+	Status            string          `json:"status"`
+	StartedAt         time.Time       `json:"startedAt"`
+	EndedAt           *time.Time      `json:"endedAt"`
+	Tokens            int64           `json:"tokens"`
+	Metadata          json.RawMessage `json:"metadata"`
+	CreatedAt         time.Time       `json:"createdAt"`
+	UpdatedAt         time.Time       `json:"updatedAt"`
+}
+
+// NewSessionView returns the API's view of s.
+func NewSessionView(s store.Session) Session {
+	meta := s.Metadata
+	if len(meta) == 0 {
+		meta = json.RawMessage(`{}`)
+	}
+	return Session{ID: s.ID, SessionExternalID: s.ExternalID, Title: s.Title, Source: s.Source, Model: s.Model,
+		Status: s.Status, StartedAt: s.StartedAt, EndedAt: s.EndedAt, Tokens: s.Tokens, Metadata: meta,
+		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+}
+
+// sessionInput is the body of POST /v1/sessions and PATCH
+// /v1/sessions/{id}: each member may be absent, null or a value.
+type sessionInput struct {
+	SessionExternalID opt[string]         `json:"sessionExternalId"`
+	Title             opt[string]         `json:"title"`
+	Source            opt[string]         `json:"source"`
+	Model             opt[string]         `json:"model"`
+	Status            opt[string]         `json:"status"`
+	StartedAt         opt[string]         `json:"startedAt"`
+	EndedAt           opt[string]         `json:"endedAt"`
+	Tokens            opt[int64]          `json:"tokens"`
+	Metadata          opt[jsontext.Value] `json:"metadata"`
+}
+
+// apply validates every member of in that is present and writes it into
+// s. It returns one FieldError per bad member, in wire order. Null clears
+// the nullable members (title, source, model → "", endedAt → null,
+// metadata → {}) and is refused for the others.
+func (in sessionInput) apply(s *store.Session) []apierror.FieldError {
+	var errs fieldErrors
+	if v, ok := notNull(&errs, "sessionExternalId", in.SessionExternalID); ok {
+		switch {
+		case v == "":
+			errs.add("sessionExternalId", "Must not be empty")
+		case utf8.RuneCountInString(v) > MaxExternalIDLen:
+			errs.add("sessionExternalId", fmt.Sprintf("Must be at most %d characters", MaxExternalIDLen))
+		default:
+			s.ExternalID = v
+		}
+	}
+	for _, f := range []struct {
+		name string
+		in   opt[string]
+		dst  *string
+	}{{"title", in.Title, &s.Title}, {"source", in.Source, &s.Source}, {"model", in.Model, &s.Model}} {
+		if v, ok := f.in.text(); ok {
+			if utf8.RuneCountInString(v) > MaxTextLen {
+				errs.add(f.name, fmt.Sprintf("Must be at most %d characters", MaxTextLen))
+			} else {
+				*f.dst = v
+			}
+		}
+	}
+	if v, ok := notNull(&errs, "status", in.Status); ok {
+		if !slices.Contains(sessionStatuses, v) {
+			errs.add("status", "Must be one of: "+strings.Join(sessionStatuses, ", "))
+		} else {
+			s.Status = v
+		}
+	}
+	if v, ok := notNull(&errs, "startedAt", in.StartedAt); ok {
+		if t, err := parseTime(v); err != nil {
+			errs.add("startedAt", timeReason)
+		} else {
+			s.StartedAt = t
+		}
+	}
+	if in.EndedAt.Set {
+		if in.EndedAt.Null {
+			s.EndedAt = nil
+		} else if t, err := parseTime(in.EndedAt.V); err != nil {
+			errs.add("endedAt", timeReason)
+		} else {
+			s.EndedAt = &t
+		}
+	}
+	if v, ok := notNull(&errs, "tokens", in.Tokens); ok {
+		if v < 0 {
+			errs.add("tokens", "Must be an integer ≥ 0")
+		} else {
+			s.Tokens = v
+		}
+	}
+	if in.Metadata.Set {
+		switch meta := in.Metadata.V; {
+		case in.Metadata.Null:
+			s.Metadata = json.RawMessage(`{}`)
+		case meta.Kind() != '{':
+			errs.add("metadata", "Must be a JSON object")
+		default:
+			meta = meta.Clone()
+			if err := meta.Compact(); err != nil {
+				errs.add("metadata", "Must be a JSON object")
+			} else if len(meta) > MaxMetadataBytes {
+				errs.add("metadata", fmt.Sprintf("Must be at most %d bytes of JSON", MaxMetadataBytes))
+			} else {
+				s.Metadata = json.RawMessage(meta)
+			}
+		}
+	}
+	return errs
+}
+
+// checkSession applies the rules between fields, and between the stored
+// status was and the new one (was is "" on create). It returns
+// UNPROCESSABLE.
+func checkSession(s store.Session, was string) error {
+	if s.EndedAt != nil && s.EndedAt.Before(s.StartedAt) {
+		return apierror.New(apierror.Unprocessable, "endedAt must not be before startedAt.").
+			With("field", "endedAt").With("reason", "endedAt is before startedAt")
+	}
+	if s.Status == store.SessionActive && (was == store.SessionCompleted || was == store.SessionFailed) {
+		return apierror.New(apierror.Unprocessable, "A "+was+" session cannot become active again.").
+			With("field", "status").With("reason", "status cannot move from "+was+" back to active")
+	}
+	return nil
+}
+
+func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
+	var in sessionInput
+	if err := middleware.DecodeJSON(r, &in, middleware.DecodeOptions{Required: []string{"sessionExternalId"}}); err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
+	s := store.Session{AccountID: principal(r).AccountID, Status: store.SessionActive, StartedAt: a.cfg.Now()}
+	if errs := in.apply(&s); len(errs) > 0 {
+		apierror.Write(w, r, validation(errs))
+		return
+	}
+	if err := checkSession(s, ""); err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
+	created, err := a.cfg.Store.CreateSession(r.Context(), s)
+	if err != nil {
+		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		return
+	}
+	w.Header().Set("Location", "/v1/sessions/"+created.ID)
+	respond(w, r, http.StatusCreated, NewSessionView(created))
+}
+
+func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
+	page, q, err := listQuery(r, store.PrefixSession, "status", "source")
+	if err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
+	f := store.SessionFilter{Status: q["status"], Source: q["source"]}
+	if f.Status != "" && !slices.Contains(sessionStatuses, f.Status) {
+		apierror.Write(w, r, badQuery("status", "must be one of: "+strings.Join(sessionStatuses, ", ")))
+		return
+	}
+	ss, next, err := a.cfg.Store.ListSessions(r.Context(), principal(r).AccountID, f, page)
+	if err != nil {
+		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		return
+	}
+	views := make([]Session, len(ss))
+	for i, s := range ss {
+		views[i] = NewSessionView(s)
+	}
+	respond(w, r, http.StatusOK, newList(views, encodeCursor(next)))
+}
+
+func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
+	s, err := a.cfg.Store.SessionByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
+	if err != nil {
+		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		return
+	}
+	respond(w, r, http.StatusOK, NewSessionView(s))
+}
+
+func (a *API) updateSession(w http.ResponseWriter, r *http.Request) {
+	var in sessionInput
+	if err := middleware.DecodeJSON(r, &in, middleware.DecodeOptions{}); err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
+	// Field rules first, against a scratch session: they do not depend on
+	// what is stored, and a bad body is 400 whether or not the id exists.
+	if errs := in.apply(&store.Session{}); len(errs) > 0 {
+		apierror.Write(w, r, validation(errs))
+		return
+	}
+	s, err := a.cfg.Store.SessionByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
+	if err != nil {
+		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		return
+	}
+	was := s.Status
+	in.apply(&s)
+	if err := checkSession(s, was); err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
+	updated, err := a.cfg.Store.UpdateSession(r.Context(), s)
+	if err != nil {
+		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		return
+	}
+	respond(w, r, http.StatusOK, NewSessionView(updated))
+}
+
+func (a *API) deleteSession(w http.ResponseWriter, r *http.Request) {
+	if err := a.cfg.Store.DeleteSession(r.Context(), principal(r).AccountID, r.PathValue("id")); err != nil {
+		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// What follows is shared by the sessions and leads handlers.
+
+// opt is a request member that may be absent (Set false), null (Null
+// true) or a value (V).
+type opt[T any] struct {
+	Set, Null bool
+	V         T
+}
+
+// UnmarshalJSONFrom implements json.UnmarshalerFrom; a wrong type is
+// reported by the decoder as for a plain T.
+func (o *opt[T]) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	o.Set = true
+	if dec.PeekKind() == 'n' {
+		o.Null = true
+		_, err := dec.ReadToken()
+		return err
+	}
+	return jsonv2.UnmarshalDecode(dec, &o.V)
+}
+
+// text returns the value of an optional text member: "" for null. ok is
+// false when the member is absent.
+func (o opt[T]) text() (v T, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.V, true // V is the zero value after a null
+}
+
+// fieldErrors collects the bad members of a request, in order.
+type fieldErrors []apierror.FieldError
+
+func (e *fieldErrors) add(field, reason string) {
+	*e = append(*e, apierror.FieldError{Field: field, Reason: reason})
+}
+
+// notNull returns the value of a member that may be absent but not null;
+// a null is recorded as an error. ok is true when there is a value.
+func notNull[T any](e *fieldErrors, field string, o opt[T]) (T, bool) {
+	if o.Set && o.Null {
+		e.add(field, "Must not be null")
+	}
+	return o.V, o.Set && !o.Null
+}
+
+// timeReason is the reason given for a date-time that does not parse.
+const timeReason = "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z"
+
+// parseTime parses an RFC 3339 date-time (fractional seconds allowed).
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("api: parse time: %w", err)
+	}
+	return t.UTC(), nil
+}
+
+// resourceError is storeError with the message of ALREADY_EXISTS naming
+// the value that is taken.
+func resourceError(err error, resource, name string) error {
+	e := apierror.From(storeError(err, resource, name))
+	var conflict *store.ConflictError
+	if e.Code == apierror.AlreadyExists && errors.As(err, &conflict) {
+		switch conflict.Field {
+		case "phone":
+			e.Message = "A lead with this phone number already exists"
+		case "sessionExternalId":
+			e.Message = "A session with this sessionExternalId already exists"
+		}
+	}
+	return e
+}
+
+// badQuery returns INVALID_REQUEST for query parameter field.
+func badQuery(field, reason string) *apierror.Error {
+	return apierror.New(apierror.InvalidRequest, "Invalid query parameter "+field+": "+reason+".").
+		With("field", field).With("reason", reason)
+}
+
+// listQuery reads the page (limit, cursor) and the named filters from r's
+// query string. Unknown, repeated and malformed parameters are
+// INVALID_REQUEST with details.field. prefix is the ID prefix of the
+// listed resource, which a cursor must carry.
+func listQuery(r *http.Request, prefix string, filters ...string) (store.Page, map[string]string, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return store.Page{}, nil, apierror.New(apierror.InvalidRequest, "The query string is malformed.").With("reason", "bad query")
+	}
+	names := make([]string, 0, len(q))
+	for name := range q {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	out := map[string]string{}
+	for _, name := range names {
+		if name != "limit" && name != "cursor" && !slices.Contains(filters, name) {
+			return store.Page{}, nil, badQuery(name, "unknown parameter")
+		}
+		if len(q[name]) > 1 {
+			return store.Page{}, nil, badQuery(name, "repeated parameter")
+		}
+		out[name] = q[name][0]
+	}
+	page := store.Page{Limit: store.DefaultLimit}
+	if v, ok := out["limit"]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > store.MaxLimit {
+			return store.Page{}, nil, badQuery("limit", fmt.Sprintf("must be an integer from 1 to %d", store.MaxLimit))
+		}
+		page.Limit = n
+	}
+	if v, ok := out["cursor"]; ok {
+		after, ok := decodeCursor(v, prefix)
+		if !ok {
+			return store.Page{}, nil, badQuery("cursor", "invalid cursor")
+		}
+		page.After = after
+	}
+	delete(out, "limit")
+	delete(out, "cursor")
+	return page, out, nil
+}
+
+// encodeCursor wraps the store's next-page cursor (the last ID of the
+// page) for clients; "" stays "".
+func encodeCursor(next string) string {
+	if next == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(next))
+}
+
+// decodeCursor unwraps a cursor made by encodeCursor for a resource with
+// ID prefix prefix. A crafted cursor can only skip ahead within the
+// caller's own account: lists are always filtered by account.
+func decodeCursor(c, prefix string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", false
+	}
+	id, ok := strings.CutPrefix(string(b), prefix)
+	if !ok {
+		return "", false
+	}
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return "", false
+	}
+	return string(b), true
+}
