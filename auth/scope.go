@@ -13,7 +13,10 @@ const (
 	ScopeLeadsWrite    = "leads:write"
 	ScopeKeysRead      = "keys:read"
 	ScopeKeysWrite     = "keys:write"
-	ScopeAll           = "*"
+	// ScopeAdminWrite reads and sets server-wide switches such as
+	// maintenance mode.
+	ScopeAdminWrite = "admin:write"
+	ScopeAll        = "*"
 )
 
 // KnownScopes returns every valid scope, ScopeAll last. The caller owns the
@@ -23,6 +26,7 @@ func KnownScopes() []string {
 		ScopeSessionsRead, ScopeSessionsWrite,
 		ScopeLeadsRead, ScopeLeadsWrite,
 		ScopeKeysRead, ScopeKeysWrite,
+		ScopeAdminWrite,
 		ScopeAll,
 	}
 }
@@ -33,6 +37,7 @@ func IsScope(s string) bool {
 	case ScopeSessionsRead, ScopeSessionsWrite,
 		ScopeLeadsRead, ScopeLeadsWrite,
 		ScopeKeysRead, ScopeKeysWrite,
+		ScopeAdminWrite,
 		ScopeAll:
 		return true
 	}

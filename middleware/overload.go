@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -77,10 +78,15 @@ func (m *Maintenance) Set(on bool) { m.on.Store(on) }
 // On reports whether maintenance mode is on.
 func (m *Maintenance) On() bool { return m.on.Load() }
 
-// Guard refuses requests while maintenance mode is on.
+// MaintenanceExempt is the path prefix Guard lets through while
+// maintenance mode is on, so the switch can be turned off again.
+const MaintenanceExempt = "/v1/admin/"
+
+// Guard refuses requests while maintenance mode is on, except those under
+// MaintenanceExempt.
 func (m *Maintenance) Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if m.on.Load() {
+		if m.on.Load() && !strings.HasPrefix(r.URL.Path, MaintenanceExempt) {
 			apierror.Write(w, r, apierror.New(apierror.ServiceUnavailable, "The service is down for maintenance.").
 				With("reason", "maintenance").WithRetryAfter(m.retryAfter))
 			return

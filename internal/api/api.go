@@ -32,6 +32,9 @@ type Config struct {
 	// Idempotency, when not nil, wraps every authenticated route after
 	// RateLimit (so 401 and 429 are never stored): middleware.Idempotency.
 	Idempotency middleware.Middleware
+	// Maintenance is the switch GET/PUT /v1/admin/maintenance read and
+	// set; nil means a switch of the API's own, off.
+	Maintenance *middleware.Maintenance
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives handler errors; nil discards.
@@ -50,6 +53,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Maintenance == nil {
+		cfg.Maintenance = middleware.NewMaintenance(false, 0)
 	}
 	return &API{cfg: cfg}
 }

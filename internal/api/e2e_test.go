@@ -95,6 +95,7 @@ type live struct {
 	account store.Account
 	admin   string
 	client  *http.Client
+	maint   *middleware.Maintenance
 }
 
 // liveOptions tune startLive.
@@ -121,7 +122,8 @@ func startLive(t testing.TB, st store.Store, o liveOptions) *live {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	srv := server.New(server.Config{Logger: log, Checks: map[string]server.Checker{"database": st}})
+	maint := middleware.NewMaintenance(false, 30*time.Second)
+	srv := server.New(server.Config{Logger: log, Checks: map[string]server.Checker{"database": st}, Guards: []middleware.Middleware{maint.Guard}})
 	var limit middleware.Middleware
 	if !o.noRateLimit {
 		limit = middleware.RateLimit(middleware.RateLimitConfig{
@@ -131,10 +133,10 @@ func startLive(t testing.TB, st store.Store, o liveOptions) *live {
 		})
 	}
 	api.New(api.Config{Store: st, Verifier: auth.NewVerifier(store.AuthKeys(st)), Guard: o.guard, RateLimit: limit,
-		Idempotency: middleware.Idempotency(st, middleware.IdempotencyOptions{Logger: log}), Logger: log}).Routes(srv.Handle)
+		Idempotency: middleware.Idempotency(st, middleware.IdempotencyOptions{Logger: log}), Logger: log, Maintenance: maint}).Routes(srv.Handle)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &live{t: t, c: loadContract(t), cov: o.cov, base: ts.URL, st: st, account: acc, admin: admin.Secret, client: ts.Client()}
+	return &live{t: t, c: loadContract(t), cov: o.cov, base: ts.URL, st: st, account: acc, admin: admin.Secret, client: ts.Client(), maint: maint}
 }
 
 // reply is a response, read whole.
@@ -278,6 +280,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Run("every operation", func(t *testing.T) { testEveryOperation(t, l) })
 			t.Run("idempotency", func(t *testing.T) { testIdempotency(t, l) })
 			t.Run("operational", func(t *testing.T) { testOperational(t, l) })
+			t.Run("maintenance", func(t *testing.T) { testMaintenance(t, l) })
 			t.Run("rate limit 429", func(t *testing.T) {
 				ck := into[api.CreatedKey](t, l.as("POST", "/v1/keys", `{"name":"slow","scopes":["leads:read"],"rate":"2/1m"}`))
 				for i := range 2 {
@@ -886,6 +889,32 @@ func testIdempotency(t *testing.T, l *live) {
 	})
 	wantError(t, l.as("POST", "/v1/leads", `{"name":"x","phone":"+14155550779"}`, "Idempotency-Key", strings.Repeat("k", 256)),
 		apierror.InvalidRequest, "", map[string]any{"field": "Idempotency-Key"})
+}
+
+// testMaintenance turns maintenance mode on and off through the admin
+// route: while on, the API answers 503 with Retry-After and /healthz 200.
+func testMaintenance(t *testing.T, l *live) {
+	if r := l.as("GET", "/v1/admin/maintenance", ""); r.status != 200 || string(r.body) != `{"enabled":false}`+"\n" {
+		t.Fatalf("GET = %d %s", r.status, r.body)
+	}
+	if r := l.as("PUT", "/v1/admin/maintenance", `{"enabled":true}`); r.status != 200 || !l.maint.On() {
+		t.Fatalf("PUT on = %d %s", r.status, r.body)
+	}
+	r := l.as("GET", "/v1/leads", "")
+	wantError(t, r, apierror.ServiceUnavailable, "", map[string]any{"reason": "maintenance", "retry_after": 30})
+	if r.header.Get("Retry-After") != "30" {
+		t.Errorf("Retry-After = %q", r.header.Get("Retry-After"))
+	}
+	if r := l.call("GET", "/healthz", ""); r.status != 200 {
+		t.Errorf("/healthz during maintenance = %d", r.status)
+	}
+	wantError(t, l.as("PUT", "/v1/admin/maintenance", `{}`), apierror.MissingField, "Missing required field: enabled", nil)
+	if r := l.as("PUT", "/v1/admin/maintenance", `{"enabled":false}`); r.status != 200 || l.maint.On() {
+		t.Fatalf("PUT off = %d %s", r.status, r.body)
+	}
+	if r := l.as("GET", "/v1/leads", ""); r.status != 200 {
+		t.Errorf("after maintenance: %d", r.status)
+	}
 }
 
 // testOperational covers the public routes, the router's own errors and

@@ -7,9 +7,9 @@ import (
 	"github.com/tollgate-dev/tollgate/middleware"
 )
 
-// Routes registers the whole surface of the API with handle. Every route
-// is behind Auth (and the rate limit, when configured) and names its
-// scope.
+// Routes registers the whole surface of the API with handle. Every /v1
+// route is behind Auth (and the rate limit and idempotency keys, when
+// configured) and names its scope; /openapi.json is public.
 func (a *API) Routes(handle func(pattern string, h http.Handler)) {
 	authed := []middleware.Middleware{middleware.Auth(a.cfg.Verifier, a.cfg.Guard)}
 	if a.cfg.RateLimit != nil {
@@ -40,6 +40,9 @@ func (a *API) Routes(handle func(pattern string, h http.Handler)) {
 	route("GET /v1/leads/{id}", auth.ScopeLeadsRead, a.getLead)
 	route("PATCH /v1/leads/{id}", auth.ScopeLeadsWrite, a.updateLead)
 	route("DELETE /v1/leads/{id}", auth.ScopeLeadsWrite, a.deleteLead)
+
+	route("GET /v1/admin/maintenance", auth.ScopeAdminWrite, a.getMaintenance)
+	route("PUT /v1/admin/maintenance", auth.ScopeAdminWrite, a.setMaintenance)
 
 	handle("GET /openapi.json", OpenAPIHandler()) // public: no key needed
 }
