@@ -128,20 +128,45 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 	}
 }
 
-// setRateHeaders writes the headers of one decision.
+// setRateHeaders writes the headers of one decision. X-RateLimit-Reset
+// (and the IETF t=) is when the client's next request will be admitted if
+// Remaining is 0 — the Retry-After time on a 429, so a client may wait for
+// it instead of earning a 429 — and otherwise when the bucket is full
+// again. It is rounded up to whole unix seconds, never early.
 func setRateHeaders(h http.Header, families int, res ratelimit.Result, now time.Time) {
-	resetSecs := int64((res.ResetAfter + time.Second - 1) / time.Second)
+	reset := res.ResetAfter
+	if res.Remaining <= 0 {
+		switch {
+		case !res.Allowed:
+			reset = res.RetryAfter
+		case res.Limit > 0 && res.Window > 0:
+			// One unit frees up every interval; the bucket is full after
+			// ResetAfter, so the next unit frees up ResetAfter minus the
+			// whole intervals before it.
+			interval := res.Window / time.Duration(res.Limit)
+			if interval > 0 {
+				reset = res.ResetAfter - (ceilDiv(res.ResetAfter, interval)-1)*interval
+			}
+		}
+	}
+	at := now.Add(reset)
+	resetUnix := at.Unix()
+	if at.After(time.Unix(resetUnix, 0)) {
+		resetUnix++
+	}
 	if families&HeadersLegacy != 0 {
 		h["X-Ratelimit-Limit"] = []string{strconv.Itoa(res.Limit)}
 		h["X-Ratelimit-Remaining"] = []string{strconv.Itoa(max(res.Remaining, 0))}
-		h["X-Ratelimit-Reset"] = []string{strconv.FormatInt(now.Unix()+resetSecs, 10)}
+		h["X-Ratelimit-Reset"] = []string{strconv.FormatInt(resetUnix, 10)}
 	}
 	if families&HeadersIETF != 0 {
 		name := strconv.Quote(res.Policy)
 		h["Ratelimit-Policy"] = []string{name + ";q=" + strconv.Itoa(res.Limit) + ";w=" + strconv.FormatInt(int64(res.Window/time.Second), 10)}
-		h["Ratelimit"] = []string{name + ";r=" + strconv.Itoa(max(res.Remaining, 0)) + ";t=" + strconv.FormatInt(resetSecs, 10)}
+		h["Ratelimit"] = []string{name + ";r=" + strconv.Itoa(max(res.Remaining, 0)) + ";t=" + strconv.FormatInt(int64(ceilDiv(reset, time.Second)), 10)}
 	}
 }
+
+func ceilDiv(a, b time.Duration) time.Duration { return (a + b - 1) / b }
 
 // planCache parses each key's rate plan once.
 type planCache struct {

@@ -56,6 +56,15 @@ func TestRateLimitHeaders(t *testing.T) {
 		if reset <= t0.Unix() || reset > t0.Add(time.Minute).Unix() {
 			t.Errorf("reset %d not inside the window after %d", reset, t0.Unix())
 		}
+		// Remaining 0: Reset is when the next request is admitted (one
+		// unit frees up every 20 s), not when the bucket is full.
+		wantReset := t0.Add(time.Duration(i+1) * 20 * time.Second).Unix() // bucket full again
+		if i >= 2 {
+			wantReset = t0.Add(20 * time.Second).Unix()
+		}
+		if reset != wantReset {
+			t.Errorf("request %d: X-RateLimit-Reset %d, want %d", i+1, reset, wantReset)
+		}
 		if got := w.Header().Get("RateLimit-Policy"); got != `"default";q=3;w=60` {
 			t.Errorf("RateLimit-Policy = %q", got)
 		}
@@ -76,7 +85,7 @@ func TestRateLimitHeaders(t *testing.T) {
 		if e.Message != "Rate limit exceeded. Retry after "+ra+" seconds." || e.Details["window"] != "1m" || e.Details["policy"] != "default" || e.Details["limit"] != 3.0 {
 			t.Errorf("429 body: %q %v", e.Message, e.Details)
 		}
-		if got := w.Header().Get("RateLimit"); got != `"default";r=0;t=60` {
+		if got := w.Header().Get("RateLimit"); got != `"default";r=0;t=20` {
 			t.Errorf("RateLimit = %q", got)
 		}
 	}

@@ -1,0 +1,98 @@
+package client
+
+import (
+	"errors"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+)
+
+// Sentinels for errors.Is, one per catalogue code:
+//
+//	if errors.Is(err, client.ErrNotFound) { … }
+//
+// Each matches any error whose chain holds an *apierror.Error with that
+// code. They are values to compare with, never to modify.
+var (
+	ErrInvalidRequest       = apierror.Sentinel(apierror.InvalidRequest)
+	ErrMissingField         = apierror.Sentinel(apierror.MissingField)
+	ErrValidation           = apierror.Sentinel(apierror.ValidationError)
+	ErrUnauthorized         = apierror.Sentinel(apierror.Unauthorized)
+	ErrForbidden            = apierror.Sentinel(apierror.Forbidden)
+	ErrNotFound             = apierror.Sentinel(apierror.NotFound)
+	ErrRouteNotFound        = apierror.Sentinel(apierror.RouteNotFound)
+	ErrMethodNotAllowed     = apierror.Sentinel(apierror.MethodNotAllowed)
+	ErrAlreadyExists        = apierror.Sentinel(apierror.AlreadyExists)
+	ErrConflict             = apierror.Sentinel(apierror.Conflict)
+	ErrIdempotencyKeyInUse  = apierror.Sentinel(apierror.IdempotencyKeyInUse)
+	ErrPayloadTooLarge      = apierror.Sentinel(apierror.PayloadTooLarge)
+	ErrUnsupportedMediaType = apierror.Sentinel(apierror.UnsupportedMediaType)
+	ErrUnprocessable        = apierror.Sentinel(apierror.Unprocessable)
+	ErrIdempotencyKeyReused = apierror.Sentinel(apierror.IdempotencyKeyReused)
+	ErrRateLimited          = apierror.Sentinel(apierror.RateLimited)
+	ErrQuotaExceeded        = apierror.Sentinel(apierror.QuotaExceeded)
+	ErrInternal             = apierror.Sentinel(apierror.InternalError)
+	ErrBadGateway           = apierror.Sentinel(apierror.BadGateway)
+	ErrServiceUnavailable   = apierror.Sentinel(apierror.ServiceUnavailable)
+	ErrGatewayTimeout       = apierror.Sentinel(apierror.GatewayTimeout)
+)
+
+// Error is the error every Client method returns when a call fails. Err is
+// the *apierror.Error of the last response for a non-2xx answer, otherwise
+// the transport or context error; errors.Is and errors.As see through it.
+// The rate-limit state and the wait the last response named are parsed
+// into RateLimit and RetryAfter.
+type Error struct {
+	// Op names the call, e.g. "get lead".
+	Op string
+	// Method and Path are the request's.
+	Method string
+	Path   string
+	// Attempts is how many attempts were sent.
+	Attempts int
+	// Stop says why no further attempt was made.
+	Stop StopReason
+	// RateLimit is the X-RateLimit-* state of the last response, nil if it
+	// had none.
+	RateLimit *apierror.RateLimit
+	// RetryAfter is the wait the last response named (Retry-After, else
+	// details.retry_after); zero when it named none.
+	RetryAfter time.Duration
+	// Err is the cause.
+	Err error
+}
+
+// Error returns "client: <op>: <cause>".
+func (e *Error) Error() string { return "client: " + e.Op + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// APIError returns the server's error, or nil when the call failed without
+// a response (connection error, cancelled context).
+func (e *Error) APIError() *apierror.Error {
+	var a *apierror.Error
+	if errors.As(e.Err, &a) {
+		return a
+	}
+	return nil
+}
+
+// newError builds the *Error of a failed call from the engine's outcome.
+func newError(op, method, path string, out outcome, cause error, now time.Time) *Error {
+	e := &Error{Op: op, Method: method, Path: path, Attempts: out.attempts, Stop: out.stop, Err: cause}
+	if a := out.apiErr; a != nil {
+		if cause == nil {
+			e.Err = a
+		}
+		if rl, ok := apierror.ParseRateLimit(a.Header); ok {
+			e.RateLimit = &rl
+		}
+		if d, ok := apierror.ParseRetryAfter(a.Header, now); ok {
+			e.RetryAfter = d
+		} else if d, ok := seconds(a.Details["retry_after"]); ok {
+			e.RetryAfter = d
+		}
+	}
+	return e
+}
