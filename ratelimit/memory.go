@@ -1,0 +1,540 @@
+package ratelimit
+
+import (
+	"context"
+	"hash/maphash"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxKeys is the MemoryStore's key bound when MemoryOptions.MaxKeys
+// is zero.
+const DefaultMaxKeys = 1 << 20
+
+const (
+	numShards = 256 // a power of two
+	minSweep  = 64  // a shard sweeps idle keys once it holds this many
+	minCells  = 16  // smallest hash table of a shard (a power of two)
+	sampleLen = 8   // keys examined to pick one to evict from a full shard
+	inlineLen = 4   // policies per Take handled without allocating
+)
+
+// Sentinel TATs. Real TATs stay far below them (see MaxTolerance).
+const (
+	tatDead   = math.MaxInt64     // the entry has left the table
+	tatLocked = math.MaxInt64 - 1 // a multi-policy decision holds the slot
+)
+
+// MemoryOptions configures a MemoryStore. The zero value is ready to use.
+type MemoryOptions struct {
+	// Now is the store's clock, read once per Take. Nil means the
+	// monotonic clock behind time.Now, read through time.Since so a
+	// decision costs one cheap clock read. Tests inject a fake clock.
+	Now func() time.Time
+	// MaxKeys bounds how many keys the store holds (approximately: the
+	// bound is enforced per shard, MaxKeys/256 each). Zero means
+	// DefaultMaxKeys. Keys whose state is idle (their theoretical arrival
+	// time has passed, so they are indistinguishable from a fresh key) are
+	// dropped first; when a shard is full of keys that are still limiting,
+	// the one that becomes idle soonest among a small sample is dropped,
+	// which forgets the rest of its window. Memory stays bounded under a
+	// flood of distinct keys at the cost of that key's accuracy.
+	MaxKeys int
+}
+
+// MemoryStore is a Store that keeps state in this process: exact and fast,
+// but not shared between instances. It is safe for concurrent use by
+// multiple goroutines, and every decision on a key is atomic.
+//
+// Keys are spread over 256 shards. A single-policy decision on a known key
+// takes no lock and allocates nothing: it finds the key in its shard's
+// hash table with atomic loads and updates the key's state with one
+// compare-and-swap. Adding or removing keys, and decisions over several
+// policies at once, hold the shard's mutex (never across I/O; there is
+// none).
+type MemoryStore struct {
+	clock       func() time.Time // nil: the monotonic clock
+	epoch       time.Time        // the clock's reading at creation
+	seed        maphash.Seed
+	maxPerShard int
+	shards      [numShards]shard
+}
+
+type shard struct {
+	table   atomic.Pointer[table] // read without the lock; changed under mu
+	mu      sync.Mutex            // serialises every change to the shard
+	n       int                   // entries in the table
+	sweepAt int                   // sweep idle keys when n reaches this (0: minSweep)
+	_       [24]byte              // keep shards on separate cache lines
+}
+
+// table is an open-addressing hash table with linear probing, at most half
+// full. Readers probe it without locks: an entry being inserted, moved or
+// removed may be missed, and a miss is always retried under the shard's
+// mutex, so it only costs time.
+type table struct {
+	mask  uint64
+	cells []atomic.Pointer[entry]
+}
+
+// entry is the state of one key: one slot per policy it is used with. The
+// first slot is inline; the key, hash and slot shapes never change once
+// the entry is published, only the TATs do.
+type entry struct {
+	h     uint64 // maphash of key
+	key   string
+	first slot
+	more  atomic.Pointer[[]*slot] // further policies; replaced, never modified
+}
+
+// slot is the GCRA state of one (key, policy), in nanoseconds since the
+// store's epoch. A policy is identified by its Limit, Window and burst.
+type slot struct {
+	limit, window, burst int64
+	interval, tolerance  int64
+	tat                  atomic.Int64
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(opts MemoryOptions) *MemoryStore {
+	s := &MemoryStore{seed: maphash.MakeSeed(), maxPerShard: opts.MaxKeys / numShards}
+	if opts.MaxKeys == 0 {
+		s.maxPerShard = DefaultMaxKeys / numShards
+	}
+	s.maxPerShard = max(s.maxPerShard, 1)
+	s.clock = opts.Now
+	if s.clock == nil {
+		s.epoch = time.Now()
+	} else {
+		s.epoch = s.clock()
+	}
+	return s
+}
+
+// nanotime reads the store's clock: nanoseconds since its epoch.
+func (s *MemoryStore) nanotime() int64 {
+	if s.clock == nil {
+		return int64(time.Since(s.epoch)) // monotonic, one cheap read
+	}
+	return int64(s.clock().Sub(s.epoch))
+}
+
+// Take implements Store, reading the store's clock once. The context is not
+// used: the decision never blocks on I/O.
+func (s *MemoryStore) Take(_ context.Context, key string, policies []Policy, cost int) (r Result, err error) {
+	// The Result is filled in place: copying it back up through each call
+	// level costs more than the decision itself.
+	if len(policies) == 1 {
+		err = s.takeOne(&r, s.nanotime(), key, &policies[0], cost)
+		return r, err
+	}
+	return s.take(s.nanotime(), key, policies, cost)
+}
+
+// TakeAt is Take at time now, for callers that read the clock once per
+// request and share that reading between the limiter, logs and headers
+// (like x/time/rate's AllowN). now should come from the same clock as
+// MemoryOptions.Now (time.Now by default); a time earlier than a previous
+// call's is allowed and treated as that earlier instant.
+func (s *MemoryStore) TakeAt(now time.Time, key string, policies []Policy, cost int) (r Result, err error) {
+	if len(policies) == 1 {
+		err = s.takeOne(&r, int64(now.Sub(s.epoch)), key, &policies[0], cost)
+		return r, err
+	}
+	return s.take(int64(now.Sub(s.epoch)), key, policies, cost)
+}
+
+// Len returns how many keys the store holds, idle ones included until they
+// are swept. It locks every shard in turn, so it is meant for tests and
+// metrics, not for the request path.
+func (s *MemoryStore) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += sh.n
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func validPolicy(p *Policy, cost int) bool {
+	return p.Limit > 0 && p.Window > 0 && p.Burst >= 0 && cost >= 0 && cost <= p.Capacity()
+}
+
+// takeOne decides a single-policy request into r: lock-free when the key
+// and its slot exist, under the shard's mutex otherwise.
+func (s *MemoryStore) takeOne(r *Result, now int64, key string, p *Policy, cost int) error {
+	if !validPolicy(p, cost) {
+		return ValidateTake([]Policy{*p}, cost)
+	}
+	h := maphash.String(s.seed, key)
+	sh := &s.shards[h&(numShards-1)]
+	if e := sh.table.Load().lookup(h, key); e != nil {
+		if sl := e.slotFor(p); sl != nil && decideOne(r, sl, p, now, cost) {
+			return nil
+		}
+	}
+
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.lookup(h, key)
+	if e == nil {
+		if e = sh.insert(h, key, p, now, s.maxPerShard); e == nil {
+			return ValidateTake([]Policy{*p}, cost)
+		}
+	}
+	sl := e.slotFor(p)
+	if sl == nil {
+		if sl = e.addSlot(p, now, nil); sl == nil {
+			return ValidateTake([]Policy{*p}, cost)
+		}
+	}
+	decideOne(r, sl, p, now, cost) // under mu no slot is dead or locked
+	return nil
+}
+
+// decideOne is one GCRA decision on sl with a compare-and-swap loop, into
+// r. It reports false when the slot is dead or locked (the caller retries
+// under the shard's mutex).
+func decideOne(r *Result, sl *slot, p *Policy, now int64, cost int) bool {
+	for {
+		old := sl.tat.Load()
+		if old >= tatLocked {
+			return false
+		}
+		tat := max(old, now)
+		next := tat + int64(cost)*sl.interval
+		allowed := next-now <= sl.tolerance
+		if allowed && cost > 0 {
+			if !sl.tat.CompareAndSwap(old, next) {
+				continue // another decision got in first: decide again
+			}
+			tat = next
+		}
+		reset := tat - now
+		r.Allowed = allowed
+		r.Limit = p.Limit
+		r.Remaining = int(max((sl.tolerance-reset)/sl.interval, 0))
+		r.RetryAfter = 0
+		if !allowed {
+			r.RetryAfter = time.Duration(next - sl.tolerance - now)
+		}
+		r.ResetAfter = time.Duration(reset)
+		r.Policy = p.name()
+		r.Window = p.Window
+		return true
+	}
+}
+
+// take decides a request under several policies: all of the key's slots
+// are locked (with their shard's mutex held, and each slot's TAT swapped
+// for tatLocked so lock-free single-policy decisions wait), decided
+// together, and released with their new TATs.
+func (s *MemoryStore) take(now int64, key string, policies []Policy, cost int) (Result, error) {
+	if len(policies) == 0 || cost < 0 {
+		return Result{}, ValidateTake(policies, cost)
+	}
+	for i := range policies {
+		if !validPolicy(&policies[i], cost) {
+			return Result{}, ValidateTake(policies, cost)
+		}
+	}
+	// states[i], slots[i] and olds[i] belong to policies[i].
+	var sbuf [inlineLen]GCRAState
+	var pbuf [inlineLen]*slot
+	var obuf [inlineLen]int64
+	states, slots, olds := sbuf[:0], pbuf[:0], obuf[:0]
+	if len(policies) > inlineLen {
+		states = make([]GCRAState, 0, len(policies))
+		slots, olds = make([]*slot, 0, len(policies)), make([]int64, 0, len(policies))
+	}
+
+	h := maphash.String(s.seed, key)
+	sh := &s.shards[h&(numShards-1)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.lookup(h, key)
+	if e == nil {
+		if e = sh.insert(h, key, &policies[0], now, s.maxPerShard); e == nil {
+			return Result{}, ValidateTake(policies, cost)
+		}
+	}
+	for i := range policies {
+		sl := e.slotFor(&policies[i])
+		if sl == nil {
+			if sl = e.addSlot(&policies[i], now, slots); sl == nil {
+				unlock(slots, olds)
+				return Result{}, ValidateTake(policies, cost)
+			}
+		}
+		old := int64(0)
+		if j := indexOf(slots, sl); j >= 0 { // the same policy twice
+			old = olds[j]
+		} else {
+			old = sl.tat.Swap(tatLocked)
+		}
+		slots, olds = append(slots, sl), append(olds, old)
+	}
+
+	allowed := true
+	for i, sl := range slots {
+		st := GCRAState{Interval: sl.interval, Tolerance: sl.tolerance, TAT: max(olds[i], now)}
+		if st.TAT+int64(cost)*st.Interval-now > st.Tolerance {
+			allowed = false
+		}
+		states = append(states, st)
+	}
+	if allowed && cost > 0 {
+		for i := range states {
+			states[i].TAT += int64(cost) * states[i].Interval
+			olds[i] = states[i].TAT
+		}
+	}
+	unlock(slots, olds)
+	return Describe(now, time.Nanosecond, policies, states, cost, allowed), nil
+}
+
+// unlock stores each slot's TAT (last write wins for a slot listed twice,
+// and both hold the same value).
+func unlock(slots []*slot, tats []int64) {
+	for i, sl := range slots {
+		sl.tat.Store(tats[i])
+	}
+}
+
+func indexOf(slots []*slot, sl *slot) int {
+	for j, x := range slots {
+		if x == sl {
+			return j
+		}
+	}
+	return -1
+}
+
+// lookup finds key's entry, or nil. Safe without the shard's mutex (when
+// it may miss an entry that is being moved).
+func (t *table) lookup(h uint64, key string) *entry {
+	if t == nil {
+		return nil
+	}
+	for i := h >> 8 & t.mask; ; i = (i + 1) & t.mask {
+		e := t.cells[i].Load()
+		if e == nil || e.h == h && e.key == key {
+			return e
+		}
+	}
+}
+
+// lookup finds key's entry under the shard's mutex.
+func (sh *shard) lookup(h uint64, key string) *entry {
+	return sh.table.Load().lookup(h, key)
+}
+
+// slotFor returns e's slot for p, or nil. Safe without the shard's mutex.
+func (e *entry) slotFor(p *Policy) *slot {
+	if e.first.matches(p) {
+		return &e.first
+	}
+	if more := e.more.Load(); more != nil {
+		for _, sl := range *more {
+			if sl.matches(p) {
+				return sl
+			}
+		}
+	}
+	return nil
+}
+
+func (sl *slot) matches(p *Policy) bool {
+	return sl.limit == int64(p.Limit) && sl.window == int64(p.Window) && sl.burst == int64(p.Capacity())
+}
+
+// init makes sl a fresh slot for p at now; it reports false if p is
+// invalid.
+func (sl *slot) init(p *Policy, now int64) bool {
+	interval, tolerance, err := p.params()
+	if err != nil {
+		return false
+	}
+	sl.limit, sl.window, sl.burst = int64(p.Limit), int64(p.Window), int64(p.Capacity())
+	sl.interval, sl.tolerance = interval, tolerance
+	sl.tat.Store(now)
+	return true
+}
+
+// addSlot adds a slot for p to e and returns it (nil if p is invalid),
+// dropping the extra slots that are idle and not in keep. The shard's
+// mutex is held.
+func (e *entry) addSlot(p *Policy, now int64, keep []*slot) *slot {
+	sl := new(slot)
+	if !sl.init(p, now) {
+		return nil
+	}
+	var slots []*slot
+	if more := e.more.Load(); more != nil {
+		for _, x := range *more {
+			if indexOf(keep, x) >= 0 || !x.retire(now) {
+				slots = append(slots, x)
+			}
+		}
+	}
+	slots = append(slots, sl)
+	e.more.Store(&slots)
+	return sl
+}
+
+// retire marks sl dead if it is idle at now (a lock-free decision that
+// still holds it will then retry under the mutex), and reports whether it
+// did. The shard's mutex is held.
+func (sl *slot) retire(now int64) bool {
+	old := sl.tat.Load()
+	return old <= now && sl.tat.CompareAndSwap(old, tatDead)
+}
+
+// retire marks every slot of e dead, if all are idle at now or if force is
+// set, and reports whether it did. The shard's mutex is held.
+func (e *entry) retire(now int64, force bool) bool {
+	slots := []*slot{&e.first}
+	if more := e.more.Load(); more != nil {
+		slots = append(slots, *more...)
+	}
+	olds := make([]int64, 0, len(slots))
+	for _, sl := range slots {
+		old := sl.tat.Swap(tatDead)
+		olds = append(olds, old)
+		if !force && old > now { // still limiting: put everything back
+			unlock(slots[:len(olds)], olds)
+			return false
+		}
+	}
+	return true
+}
+
+// last returns the latest TAT of e's slots.
+func (e *entry) last() int64 {
+	t := e.first.tat.Load()
+	if more := e.more.Load(); more != nil {
+		for _, sl := range *more {
+			t = max(t, sl.tat.Load())
+		}
+	}
+	return t
+}
+
+// insert adds an entry for key with a first slot for p, making room first,
+// and returns it (nil if p is invalid). The shard's mutex is held.
+func (sh *shard) insert(h uint64, key string, p *Policy, now int64, maxKeys int) *entry {
+	// Clone: the key may share memory with a large request buffer.
+	e := &entry{h: h, key: strings.Clone(key)}
+	if !e.first.init(p, now) {
+		return nil
+	}
+	if sh.n >= max(sh.sweepAt, minSweep) {
+		sh.sweep(now)
+		// Sweep again only once the shard has doubled: amortised O(1).
+		sh.sweepAt = 2 * sh.n
+	}
+	if sh.n >= maxKeys {
+		sh.evict(h, now)
+	}
+	t := sh.table.Load()
+	if t == nil || 2*(sh.n+1) > len(t.cells) {
+		t = sh.rebuild(max(minCells, 4*(sh.n+1)), nil)
+	}
+	i := h >> 8 & t.mask
+	for t.cells[i].Load() != nil {
+		i = (i + 1) & t.mask
+	}
+	t.cells[i].Store(e)
+	sh.n++
+	return e
+}
+
+// rebuild publishes a new table of the given size (a power of two at
+// least minCells) holding the current entries except those drop rejects.
+// The shard's mutex is held.
+func (sh *shard) rebuild(size int, drop func(*entry) bool) *table {
+	cells := minCells
+	for cells < size {
+		cells *= 2
+	}
+	nt := &table{mask: uint64(cells - 1), cells: make([]atomic.Pointer[entry], cells)}
+	n := 0
+	if old := sh.table.Load(); old != nil {
+		for i := range old.cells {
+			e := old.cells[i].Load()
+			if e == nil || drop != nil && drop(e) {
+				continue
+			}
+			j := e.h >> 8 & nt.mask
+			for nt.cells[j].Load() != nil {
+				j = (j + 1) & nt.mask
+			}
+			nt.cells[j].Store(e)
+			n++
+		}
+	}
+	sh.n = n
+	sh.table.Store(nt)
+	return nt
+}
+
+// sweep drops the entries that are idle at now. The shard's mutex is held.
+func (sh *shard) sweep(now int64) {
+	n := sh.n
+	t := sh.rebuild(4*n, func(e *entry) bool { return e.retire(now, false) })
+	// Shrink the table too if most entries went.
+	if 8*sh.n < len(t.cells) && len(t.cells) > minCells {
+		sh.rebuild(4*sh.n, nil)
+	}
+}
+
+// evict drops, among a few entries from the place in the table where the
+// new key's hash h points (a random place), the one whose state becomes
+// idle soonest. The shard's mutex is held.
+func (sh *shard) evict(h uint64, now int64) {
+	t := sh.table.Load()
+	if t == nil || sh.n == 0 {
+		return
+	}
+	var victim uint64
+	soonest, seen := int64(0), 0
+	start := h >> 8
+	for k := uint64(0); k <= t.mask && seen < sampleLen; k++ {
+		i := (start + k) & t.mask
+		if e := t.cells[i].Load(); e != nil {
+			if last := e.last(); seen == 0 || last < soonest {
+				victim, soonest = i, last
+			}
+			seen++
+		}
+	}
+	if seen > 0 {
+		t.cells[victim].Load().retire(now, true)
+		sh.remove(t, victim)
+	}
+}
+
+// remove deletes the entry in cell i, shifting back the entries after it
+// so that probing still finds them. The shard's mutex is held.
+func (sh *shard) remove(t *table, i uint64) {
+	t.cells[i].Store(nil)
+	for j := (i + 1) & t.mask; ; j = (j + 1) & t.mask {
+		e := t.cells[j].Load()
+		if e == nil {
+			break
+		}
+		home := e.h >> 8 & t.mask
+		// Move e into the hole if its home is not in (i, j] cyclically.
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			t.cells[i].Store(e)
+			t.cells[j].Store(nil)
+			i = j
+		}
+	}
+	sh.n--
+}

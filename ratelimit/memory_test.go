@@ -1,0 +1,340 @@
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate-dev/tollgate/ratelimit"
+	"github.com/tollgate-dev/tollgate/ratelimit/ratelimittest"
+)
+
+// fakeClock is a clock tests move by hand. Safe for concurrent use.
+type fakeClock struct {
+	mu    sync.Mutex
+	now   time.Time
+	reads int
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestMemoryConformance(t *testing.T) {
+	ratelimittest.Run(t, func(t *testing.T) ratelimit.Store {
+		return ratelimit.NewMemoryStore(ratelimit.MemoryOptions{})
+	})
+}
+
+func TestMemoryConformanceFakeClock(t *testing.T) {
+	ratelimittest.Run(t, func(t *testing.T) ratelimit.Store {
+		return ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: newFakeClock().Now})
+	})
+}
+
+// TestMemoryRefill checks refill and exact boundaries with a fake clock.
+func TestMemoryRefill(t *testing.T) {
+	ten := ratelimit.Policy{Name: "ten", Limit: 10, Window: time.Second} // T = 100ms
+	ms := time.Millisecond
+	type step struct {
+		advance time.Duration
+		cost    int
+		want    ratelimit.Result
+	}
+	res := func(allowed bool, remaining int, retry, reset time.Duration) ratelimit.Result {
+		return ratelimit.Result{Allowed: allowed, Limit: 10, Remaining: remaining, RetryAfter: retry,
+			ResetAfter: reset, Policy: "ten", Window: time.Second}
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"refill one interval", []step{
+			{0, 10, res(true, 0, 0, 1000*ms)},
+			{0, 1, res(false, 0, 100*ms, 1000*ms)},
+			{99 * ms, 1, res(false, 0, 1*ms, 901*ms)},
+			{1 * ms, 1, res(true, 0, 0, 1000*ms)}, // exactly at TAT − τ: admitted
+			{50 * ms, 1, res(false, 0, 50*ms, 950*ms)},
+		}},
+		{"idle refills to burst, not beyond", []step{
+			{0, 5, res(true, 5, 0, 500*ms)},
+			{time.Hour, 0, res(true, 10, 0, 0)},
+			{0, 10, res(true, 0, 0, 1000*ms)},
+		}},
+		{"partial refill rounds remaining down", []step{
+			{0, 10, res(true, 0, 0, 1000*ms)},
+			{250 * ms, 0, res(true, 2, 0, 750*ms)},
+			{0, 3, res(false, 2, 50*ms, 750*ms)},
+			{0, 2, res(true, 0, 0, 950*ms)},
+		}},
+		{"steady rate admits one per interval", []step{
+			{0, 10, res(true, 0, 0, 1000*ms)},
+			{100 * ms, 1, res(true, 0, 0, 1000*ms)},
+			{100 * ms, 1, res(true, 0, 0, 1000*ms)},
+			{100 * ms, 2, res(false, 1, 100*ms, 900*ms)},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: clock.Now})
+			for i, st := range tt.steps {
+				clock.Advance(st.advance)
+				got, err := s.Take(context.Background(), "k", []ratelimit.Policy{ten}, st.cost)
+				if err != nil {
+					t.Fatalf("step %d: Take error: %v", i, err)
+				}
+				if diff := cmp.Diff(st.want, got); diff != "" {
+					t.Errorf("step %d: Take(cost %d) mismatch (-want +got):\n%s", i, st.cost, diff)
+				}
+			}
+		})
+	}
+}
+
+func TestMemoryTakeAt(t *testing.T) {
+	s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{})
+	p := []ratelimit.Policy{{Name: "p", Limit: 2, Window: time.Second}}
+	t0 := time.Now()
+	for i, tt := range []struct {
+		name    string
+		at      time.Time
+		allowed bool
+	}{
+		{"first", t0, true},
+		{"second", t0, true},
+		{"third denied", t0.Add(499 * time.Millisecond), false},
+		{"refilled", t0.Add(500 * time.Millisecond), true},
+		{"earlier time is not a refill", t0, false},
+	} {
+		got, err := s.TakeAt(tt.at, "k", p, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Allowed != tt.allowed {
+			t.Errorf("%d %s: TakeAt(+%v).Allowed = %v, want %v", i, tt.name, tt.at.Sub(t0), got.Allowed, tt.allowed)
+		}
+	}
+}
+
+func TestMemoryReadsClockOnce(t *testing.T) {
+	clock := newFakeClock()
+	s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: clock.Now})
+	ps := []ratelimit.Policy{{Name: "a", Limit: 10, Window: time.Second}, {Name: "b", Limit: 1000, Window: time.Hour}}
+	for i := range 5 {
+		before := clock.reads
+		if _, err := s.Take(context.Background(), "k", ps, 1); err != nil {
+			t.Fatal(err)
+		}
+		if got := clock.reads - before; got != 1 {
+			t.Errorf("Take #%d read the clock %d times, want 1", i, got)
+		}
+	}
+}
+
+func TestMemoryZeroAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts are checked in the full run")
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		policies []ratelimit.Policy
+	}{
+		{"one policy", []ratelimit.Policy{{Name: "a", Limit: 1000, Window: time.Second}}},
+		{"three policies", []ratelimit.Policy{
+			{Name: "a", Limit: 10, Window: time.Second},
+			{Name: "b", Limit: 600, Window: time.Minute},
+			{Name: "c", Limit: 10000, Window: 24 * time.Hour},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{})
+			if _, err := s.Take(ctx, "key", tt.policies, 1); err != nil {
+				t.Fatal(err)
+			}
+			allocs := testing.AllocsPerRun(1000, func() {
+				// Half of these are denials once the burst is spent.
+				_, _ = s.Take(ctx, "key", tt.policies, 1)
+			})
+			if allocs != 0 {
+				t.Errorf("Take on an existing key: %v allocs/op, want 0", allocs)
+			}
+		})
+	}
+}
+
+func TestMemoryBoundedKeys(t *testing.T) {
+	tests := []struct {
+		name    string
+		maxKeys int
+		keys    int
+		advance time.Duration // between keys
+		wantMax int
+	}{
+		// Every key still limiting: the bound holds by evicting.
+		{"active keys over the bound", 1024, 20000, 0, 1024},
+		// Keys go idle after 1s; sweeps keep each shard under 64 keys.
+		{"idle keys are swept", 1 << 20, 100000, 10 * time.Millisecond, 256 * 64},
+	}
+	p := []ratelimit.Policy{{Name: "p", Limit: 1, Window: time.Second}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: clock.Now, MaxKeys: tt.maxKeys})
+			for i := range tt.keys {
+				clock.Advance(tt.advance)
+				if _, err := s.Take(context.Background(), fmt.Sprint("key-", i), p, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := s.Len(); got > tt.wantMax {
+				t.Errorf("Len() = %d after %d keys, want <= %d", got, tt.keys, tt.wantMax)
+			}
+		})
+	}
+}
+
+// TestMemoryNoEvictionBelowBound: a key still limiting is never dropped
+// while the store is below its bound.
+func TestMemoryNoEvictionBelowBound(t *testing.T) {
+	clock := newFakeClock()
+	s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: clock.Now})
+	p := []ratelimit.Policy{{Name: "p", Limit: 1, Window: time.Hour}}
+	ctx := context.Background()
+	if r, _ := s.Take(ctx, "victim", p, 1); !r.Allowed {
+		t.Fatal("first take denied")
+	}
+	for i := range 50000 {
+		clock.Advance(time.Millisecond)
+		if _, err := s.Take(ctx, fmt.Sprint("other-", i), p, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, _ := s.Take(ctx, "victim", p, 1); r.Allowed {
+		t.Errorf("victim admitted again after 50s of a 1h window: its state was dropped while still limiting")
+	}
+}
+
+// TestMemoryConcurrentMixed races takes on many keys with different policy
+// sets; run with -race.
+func TestMemoryConcurrentMixed(t *testing.T) {
+	s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{MaxKeys: 512})
+	sets := [][]ratelimit.Policy{
+		{{Name: "a", Limit: 5, Window: time.Second}},
+		{{Name: "a", Limit: 5, Window: time.Second}, {Name: "b", Limit: 50, Window: time.Minute}},
+		{{Name: "b", Limit: 50, Window: time.Minute}, {Name: "c", Limit: 2, Window: time.Millisecond}},
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				key := fmt.Sprint("k", (i*7+g)%1500)
+				if _, err := s.Take(context.Background(), key, sets[(i+g)%len(sets)], i%3); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestMemoryExactUnderChurn hammers one key with single- and multi-policy
+// decisions while other goroutines add thousands of keys (growing, sweeping
+// and rebuilding the key's shard): the key's limit holds exactly.
+func TestMemoryExactUnderChurn(t *testing.T) {
+	clock := newFakeClock()
+	s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: clock.Now})
+	a := ratelimit.Policy{Name: "a", Limit: 100, Window: time.Hour}
+	b := ratelimit.Policy{Name: "b", Limit: 60, Window: time.Hour}
+	churn := []ratelimit.Policy{{Name: "churn", Limit: 1, Window: time.Millisecond}}
+	var admitted, admittedBoth atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			policies := []ratelimit.Policy{a}
+			if g%2 == 1 {
+				policies = []ratelimit.Policy{a, b}
+			}
+			for range 100 {
+				r, err := s.Take(context.Background(), "hot", policies, 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r.Allowed {
+					admitted.Add(1)
+					if len(policies) == 2 {
+						admittedBoth.Add(1)
+					}
+				}
+			}
+		})
+	}
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 3000 {
+				clock.Advance(time.Millisecond) // churn keys go idle: sweeps drop them
+				if _, err := s.Take(context.Background(), fmt.Sprint("churn-", g, "-", i), churn, 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// 12 s of fake time pass: refill of a (100/h) is 0.33, of b 0.2.
+	if got := admitted.Load(); got != 100 {
+		t.Errorf("admitted %d under policy a (100/h), want exactly 100", got)
+	}
+	if got := admittedBoth.Load(); got > 60 {
+		t.Errorf("admitted %d under policies a and b (60/h), want at most 60", got)
+	}
+}
+
+// TestMemoryManyPolicies: more policies than the allocation-free fast
+// path handles still decide together.
+func TestMemoryManyPolicies(t *testing.T) {
+	s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: newFakeClock().Now})
+	var ps []ratelimit.Policy
+	for i := range 6 {
+		ps = append(ps, ratelimit.Policy{Name: fmt.Sprint("p", i), Limit: 10 - i, Window: time.Hour})
+	}
+	for i := range 6 {
+		r, err := s.Take(context.Background(), "k", ps, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := i < 5 // p5 allows 5
+		if r.Allowed != want || r.Policy != "p5" || r.Remaining != max(4-i, 0) {
+			t.Errorf("Take #%d = %+v, want allowed %v by p5 with %d remaining", i, r, want, max(4-i, 0))
+		}
+	}
+	// Each policy counted exactly the 5 admitted requests.
+	for i, p := range ps {
+		r, err := s.Take(context.Background(), "k", []ratelimit.Policy{p}, 0)
+		if err != nil || r.Remaining != 10-i-5 {
+			t.Errorf("peek %s = %+v, %v; want %d remaining", p.Name, r, err, 10-i-5)
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package ratelimit_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate-dev/tollgate/ratelimit"
+)
+
+func TestParsePolicy(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    ratelimit.Policy
+		str     string // String() of the result; "" means in
+		wantErr bool
+	}{
+		{name: "per minute", in: "600/1m", want: ratelimit.Policy{Limit: 600, Window: time.Minute}},
+		{name: "hundred per minute", in: "100/1m", want: ratelimit.Policy{Limit: 100, Window: time.Minute}},
+		{name: "per second", in: "10/1s", want: ratelimit.Policy{Limit: 10, Window: time.Second}},
+		{name: "per day", in: "10000/1d", want: ratelimit.Policy{Limit: 10000, Window: 24 * time.Hour}},
+		{name: "bare unit", in: "10/s", want: ratelimit.Policy{Limit: 10, Window: time.Second}, str: "10/1s"},
+		{name: "milliseconds", in: "5/250ms", want: ratelimit.Policy{Limit: 5, Window: 250 * time.Millisecond}},
+		{name: "compound duration", in: "3/1m30s", want: ratelimit.Policy{Limit: 3, Window: 90 * time.Second}, str: "3/90s"},
+		{name: "hours normalised", in: "1/48h", want: ratelimit.Policy{Limit: 1, Window: 48 * time.Hour}, str: "1/2d"},
+		{name: "burst", in: "10/1s;burst=20", want: ratelimit.Policy{Limit: 10, Window: time.Second, Burst: 20}},
+		{name: "burst equal to limit", in: "10/1s;burst=10", want: ratelimit.Policy{Limit: 10, Window: time.Second, Burst: 10}, str: "10/1s"},
+		{name: "spaces", in: " 10 / 1m ", want: ratelimit.Policy{Limit: 10, Window: time.Minute}, str: "10/1m"},
+		{name: "no slash", in: "10", wantErr: true},
+		{name: "zero limit", in: "0/1m", wantErr: true},
+		{name: "negative limit", in: "-1/1m", wantErr: true},
+		{name: "zero window", in: "1/0s", wantErr: true},
+		{name: "bad window", in: "1/1x", wantErr: true},
+		{name: "empty window", in: "1/", wantErr: true},
+		{name: "zero burst", in: "1/1s;burst=0", wantErr: true},
+		{name: "bad burst key", in: "1/1s;b=2", wantErr: true},
+		{name: "tolerance too large", in: "1/36500d", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ratelimit.ParsePolicy(tt.in)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("ParsePolicy(%q) = %+v, want error", tt.in, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParsePolicy(%q) error: %v", tt.in, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("ParsePolicy(%q) mismatch (-want +got):\n%s", tt.in, diff)
+			}
+			str := tt.str
+			if str == "" {
+				str = tt.in
+			}
+			if got.String() != str {
+				t.Errorf("ParsePolicy(%q).String() = %q, want %q", tt.in, got.String(), str)
+			}
+			back, err := ratelimit.ParsePolicy(got.String())
+			if err != nil || back.Limit != got.Limit || back.Window != got.Window || back.Capacity() != got.Capacity() {
+				t.Errorf("ParsePolicy(%q) = %+v, %v: does not round-trip %+v", got.String(), back, err, got)
+			}
+		})
+	}
+}
+
+func TestFormatWindow(t *testing.T) {
+	tests := []struct {
+		name string
+		in   time.Duration
+		want string
+	}{
+		{"minute", time.Minute, "1m"},
+		{"second", time.Second, "1s"},
+		{"hour", time.Hour, "1h"},
+		{"day", 24 * time.Hour, "1d"},
+		{"week", 7 * 24 * time.Hour, "7d"},
+		{"90 minutes", 90 * time.Minute, "90m"},
+		{"milliseconds", 1500 * time.Millisecond, "1500ms"},
+		{"nanoseconds", 1500, "1.5µs"},
+		{"zero", 0, "0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ratelimit.FormatWindow(tt.in); got != tt.want {
+				t.Errorf("FormatWindow(%v) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPolicyInterval(t *testing.T) {
+	tests := []struct {
+		name string
+		p    ratelimit.Policy
+		want time.Duration
+	}{
+		{"exact", ratelimit.Policy{Limit: 10, Window: time.Second}, 100 * time.Millisecond},
+		{"rounded up", ratelimit.Policy{Limit: 3, Window: time.Second}, 333333334},
+		{"below a nanosecond", ratelimit.Policy{Limit: 10, Window: 3}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.Interval(); got != tt.want {
+				t.Errorf("%+v.Interval() = %v, want %v", tt.p, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateTake(t *testing.T) {
+	ok := ratelimit.Policy{Name: "ok", Limit: 5, Window: time.Minute}
+	tests := []struct {
+		name     string
+		policies []ratelimit.Policy
+		cost     int
+		wantErr  bool
+		is       error
+	}{
+		{name: "valid", policies: []ratelimit.Policy{ok}, cost: 5},
+		{name: "zero cost", policies: []ratelimit.Policy{ok}, cost: 0},
+		{name: "no policies", cost: 1, wantErr: true},
+		{name: "negative cost", policies: []ratelimit.Policy{ok}, cost: -1, wantErr: true},
+		{name: "over burst", policies: []ratelimit.Policy{ok}, cost: 6, wantErr: true, is: ratelimit.ErrCostExceedsBurst},
+		{name: "invalid policy", policies: []ratelimit.Policy{ok, {Limit: 1}}, cost: 1, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ratelimit.ValidateTake(tt.policies, tt.cost)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ValidateTake(%v, %d) = %v, want error %v", tt.policies, tt.cost, err, tt.wantErr)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("ValidateTake(%v, %d) = %v, want errors.Is %v", tt.policies, tt.cost, err, tt.is)
+			}
+		})
+	}
+}

@@ -1,0 +1,139 @@
+package redisstore
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// call is one script run waiting for a batch.
+type call struct {
+	keys  []string
+	args  []any
+	reply []int64
+	err   error
+	// done receives true when reply and err are set, false when this call's
+	// goroutine must lead the next batch (at most one of each).
+	done     chan bool
+	promoted bool // told to lead, not started yet (guarded by batcher.mu)
+}
+
+// batcher sends concurrent calls to Redis together, in one pipeline per
+// batch, without a goroutine of its own: the first caller to find fewer
+// than maxLeaders batches in flight leads one, taking every pending call
+// (up to maxBatch), and when its batch is done it passes the lead to a
+// caller still waiting, if any. Every batch has its own deadline, so a
+// caller waits at most about two Timeouts (the batch before its own, and
+// its own). Safe for concurrent use.
+type batcher struct {
+	pipeline   func() redis.Pipeliner
+	timeout    time.Duration
+	maxBatch   int
+	maxLeaders int
+
+	mu      sync.Mutex
+	pending []*call
+	leaders int // batches in flight or about to start
+}
+
+// run executes c, batched with concurrent calls, and returns when c's
+// result is in.
+func (b *batcher) run(c *call) {
+	c.done = make(chan bool, 2)
+	b.mu.Lock()
+	b.pending = append(b.pending, c)
+	lead := b.leaders < b.maxLeaders
+	if lead {
+		b.leaders++
+	}
+	b.mu.Unlock()
+	for {
+		if lead {
+			b.lead(c)
+		}
+		if <-c.done {
+			return
+		}
+		lead = true // promoted: our turn to lead
+	}
+}
+
+// lead runs one batch, starting with the leader's own call self if it is
+// still pending, then passes the lead on or gives it up.
+func (b *batcher) lead(self *call) {
+	b.mu.Lock()
+	self.promoted = false // leading now: no longer waiting to start
+	batch := make([]*call, 0, min(len(b.pending), b.maxBatch))
+	for i, c := range b.pending {
+		if c == self {
+			batch = append(batch, self)
+			b.pending = append(b.pending[:i], b.pending[i+1:]...)
+			break
+		}
+	}
+	n := min(len(b.pending), b.maxBatch-len(batch))
+	batch = append(batch, b.pending[:n]...)
+	b.pending = append(b.pending[:0], b.pending[n:]...)
+	b.mu.Unlock()
+
+	if len(batch) > 0 {
+		b.exec(batch)
+	}
+
+	b.mu.Lock()
+	var next *call
+	for _, c := range b.pending {
+		if c.promoted {
+			next = nil // a caller told to lead has yet to start: it will take them
+			break
+		}
+		if next == nil {
+			next = c
+		}
+	}
+	if next != nil {
+		next.promoted = true
+	} else {
+		b.leaders--
+	}
+	b.mu.Unlock()
+	if next != nil {
+		next.done <- false
+	}
+}
+
+// exec runs a batch in one pipeline under one deadline, retrying with
+// EVAL the calls that found the script missing from Redis's cache.
+func (b *batcher) exec(batch []*call) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(batch))
+	pipe := b.pipeline()
+	for i, c := range batch {
+		cmds[i] = gcra.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	_, _ = pipe.Exec(ctx) // errors are per command
+	var retry []int
+	for i, cmd := range cmds {
+		if isNoScript(cmd.Err()) {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		pipe := b.pipeline()
+		for _, i := range retry {
+			cmds[i] = gcra.Eval(ctx, pipe, batch[i].keys, batch[i].args...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	for i, c := range batch {
+		c.reply, c.err = cmds[i].Int64Slice()
+		c.done <- true
+	}
+}
+
+func isNoScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}

@@ -1,0 +1,184 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/ratelimit"
+	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
+)
+
+// TestRedisKilled kills a private redis-server under each failure policy,
+// checks what Take does during the outage (and that no denial is caused by
+// it), restarts the server and checks that two instances count together
+// again.
+func TestRedisKilled(t *testing.T) {
+	p := []ratelimit.Policy{{Name: "p", Limit: 4, Window: time.Hour}}
+	const threshold, cooldown = 2, 5 * time.Second
+	tests := []struct {
+		name    string
+		failure redisstore.FailurePolicy
+		// outage checks one Take during the outage (i counts from 0).
+		outage func(t *testing.T, i int, r ratelimit.Result, err error)
+	}{
+		{"local", redisstore.FailLocal, func(t *testing.T, i int, r ratelimit.Result, err error) {
+			// A fresh per-instance limiter: 4 admitted, then its own denials.
+			if err != nil || !r.Degraded || r.Allowed != (i < 4) {
+				t.Errorf("outage Take #%d = %+v, %v; want degraded, allowed %v", i, r, err, i < 4)
+			}
+		}},
+		{"open", redisstore.FailOpen, func(t *testing.T, i int, r ratelimit.Result, err error) {
+			if err != nil || !r.Allowed || !r.Degraded {
+				t.Errorf("outage Take #%d = %+v, %v; want allowed and degraded", i, r, err)
+			}
+		}},
+		{"closed", redisstore.FailClosed, func(t *testing.T, i int, r ratelimit.Result, err error) {
+			if !errors.Is(err, ratelimit.ErrUnavailable) {
+				t.Errorf("outage Take #%d = %+v, %v; want an error wrapping ErrUnavailable", i, r, err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startRedisServer(t)
+			clock := newFakeClock()
+			m, reg := newMetrics(t)
+			// Two instances sharing the server, with their own clients and fallbacks.
+			var stores [2]*redisstore.Store
+			for i := range stores {
+				// Patient timeouts: a killed server refuses at once, and a
+				// healthy one must not look down on a loaded machine.
+				client := redis.NewClient(patientClientOptions(srv.Addr()))
+				defer client.Close()
+				s, err := redisstore.New(client, redisstore.Options{Failure: tt.failure, Now: clock.Now, Metrics: m,
+					BreakerThreshold: threshold, BreakerCooldown: cooldown, Timeout: patience})
+				if err != nil {
+					t.Fatal(err)
+				}
+				stores[i] = s
+			}
+			a := stores[0]
+			ctx := context.Background()
+
+			// Healthy: one shared count.
+			if r, err := a.Take(ctx, "before", p, 3); err != nil || !r.Allowed || r.Degraded {
+				t.Fatalf("healthy Take = %+v, %v", r, err)
+			}
+
+			srv.kill()
+			for i := range 6 {
+				r, err := a.Take(ctx, "outage", p, 1)
+				tt.outage(t, i, r, err)
+				if err == nil && !r.Allowed && tt.failure != redisstore.FailLocal {
+					t.Errorf("outage Take #%d denied: the outage must not cause a 429", i)
+				}
+			}
+			if got := metricValue(t, reg, "tollgate_ratelimit_redis_errors_total"); got != threshold {
+				t.Errorf("redis errors during the outage = %v, want %d (the breaker opens after %d)", got, threshold, threshold)
+			}
+			if got := metricValue(t, reg, "tollgate_ratelimit_degraded"); got != 1 {
+				t.Errorf("degraded gauge = %v during the outage, want 1", got)
+			}
+
+			srv.start() // empty: --save "" keeps nothing
+			// Poll (bounded) until the breaker's probe finds Redis again: each
+			// attempt moves the local clock past the cool-down.
+			recovered := false
+			for range 100 {
+				clock.Advance(cooldown)
+				r, err := a.Take(ctx, "probe", p, 0)
+				if err == nil && !r.Degraded {
+					recovered = true
+					break
+				}
+				time.Sleep(50 * time.Millisecond) // polling a condition, not a timing claim
+			}
+			if !recovered {
+				t.Fatal("store never left degraded mode after redis-server restarted")
+			}
+			if got := metricValue(t, reg, "tollgate_ratelimit_degraded"); got != 0 {
+				t.Errorf("degraded gauge = %v after recovery, want 0", got)
+			}
+
+			// Shared counting resumes: both instances spend one budget of 4.
+			want := []bool{true, true, true, true, false, false}
+			for i, w := range want {
+				s := stores[i%2]
+				r, err := s.Take(ctx, "after", p, 1)
+				if err != nil || r.Degraded || r.Allowed != w {
+					t.Errorf("after recovery, Take #%d on instance %d = %+v, %v; want allowed %v from Redis", i, i%2, r, err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestRedisHung pauses redis-server (SIGSTOP): each call gives up at the
+// store's Timeout instead of the client's default 5 s read timeout, and the
+// breaker then stops waiting at all.
+func TestRedisHung(t *testing.T) {
+	for _, v := range storeVariants {
+		t.Run(v.name, func(t *testing.T) { testRedisHung(t, v.opts) })
+	}
+}
+
+func testRedisHung(t *testing.T, opts redisstore.Options) {
+	srv := startRedisServer(t)
+	client := redis.NewClient(redisstore.ClientOptions(srv.Addr()))
+	defer client.Close()
+	clock := newFakeClock()
+	const timeout, cooldown = 50 * time.Millisecond, time.Second
+	opts.Now, opts.Timeout, opts.BreakerThreshold, opts.BreakerCooldown = clock.Now, timeout, 2, cooldown
+	s, err := redisstore.New(client, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := []ratelimit.Policy{{Name: "p", Limit: 10, Window: time.Hour}}
+	ctx := context.Background()
+	// Warm up (connection, script cache) until a call is answered within
+	// the short timeout; a loaded machine may need a few tries.
+	healthy := false
+	for range 50 {
+		clock.Advance(cooldown)
+		if r, err := s.Take(ctx, "k", p, 0); err == nil && !r.Degraded {
+			healthy = true
+			break
+		}
+	}
+	if !healthy {
+		t.Fatal("no Take answered by Redis within the timeout before the pause")
+	}
+
+	srv.signal(syscall.SIGSTOP)
+	defer srv.signal(syscall.SIGCONT)
+	// 64 concurrent callers, then more calls once the breaker is open; the
+	// fallback's limit is never reached.
+	p = []ratelimit.Policy{{Name: "wide", Limit: 1000, Window: time.Hour}}
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Go(func() {
+			for i := range 3 {
+				start := time.Now()
+				r, err := s.Take(ctx, fmt.Sprint("k", g%8), p, 1)
+				elapsed := time.Since(start)
+				if err != nil || !r.Allowed || !r.Degraded {
+					t.Errorf("hung Take #%d.%d = %+v, %v; want allowed by the local fallback", g, i, r, err)
+				}
+				// Generous bound for a loaded machine: the point is 5× below
+				// the 5 s a default client would wait.
+				if elapsed > time.Second {
+					t.Errorf("hung Take #%d.%d took %v, want about the %v timeout (or nothing once the breaker is open)",
+						g, i, elapsed, timeout)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -1,0 +1,183 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/internal/testenv"
+	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
+)
+
+// fakeClock is a local clock the tests move by hand. Safe for concurrent use.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// patience is the per-call timeout of tests about decisions rather than
+// outages: long enough that a loaded machine under -race never falls back.
+const patience = 5 * time.Second
+
+// patientClientOptions is ClientOptions with timeouts of patience.
+func patientClientOptions(addr string) *redis.Options {
+	o := redisstore.ClientOptions(addr)
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = patience, patience, patience, patience
+	return o
+}
+
+// sharedStore returns a store on the test Redis (skipping when there is
+// none), with a key prefix unique to t and patient timeouts.
+func sharedStore(t *testing.T, opts redisstore.Options) (*redisstore.Store, *redis.Client) {
+	t.Helper()
+	addr, prefix := testenv.Redis(t)
+	client := redis.NewClient(patientClientOptions(addr))
+	t.Cleanup(func() { client.Close() })
+	opts.Prefix = prefix + opts.Prefix
+	opts.Timeout = patience
+	s, err := redisstore.New(client, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, client
+}
+
+// metricValue reads one counter or gauge sample from reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+func newMetrics(t *testing.T) (*redisstore.Metrics, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := redisstore.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, reg
+}
+
+// redisServer is a private redis-server on a free loopback port, which the
+// failure tests kill, pause and restart.
+type redisServer struct {
+	t    *testing.T
+	port int
+	cmd  *exec.Cmd
+}
+
+func startRedisServer(t *testing.T) *redisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skipf("redis-server not installed: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &redisServer{t: t, port: port}
+	s.start()
+	t.Cleanup(s.kill)
+	return s
+}
+
+func (s *redisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// start runs redis-server and waits (bounded) until it answers PING.
+func (s *redisServer) start() {
+	s.t.Helper()
+	s.cmd = exec.Command("redis-server", "--save", "", "--appendonly", "no",
+		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1")
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	defer c.Close()
+	var err error
+	for range 200 { // up to ~10 s
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err = c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition, not a timing claim
+	}
+	s.t.Fatalf("redis-server on port %d never answered: %v", s.port, err)
+}
+
+// kill stops the server with SIGKILL and reaps it.
+func (s *redisServer) kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a stopped process would not die until continued
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+func (s *redisServer) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+func uniqueKey(t *testing.T) string {
+	return fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+}
