@@ -19,6 +19,12 @@ type Principal struct {
 // principalKey is the context key for a *Principal.
 type principalKey struct{}
 
+// PrincipalKey is the context key PrincipalFrom reads, for middleware that
+// carries the principal in a context type of its own (to save the
+// allocations of WithPrincipal on the request path): its Value method
+// returns a *Principal for this key. Everyone else uses WithPrincipal.
+var PrincipalKey any = principalKey{}
+
 // WithPrincipal returns a copy of ctx carrying a copy of p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, &p)

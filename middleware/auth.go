@@ -66,7 +66,13 @@ func Auth(v KeyVerifier, guard *Guard) Middleware {
 				apierror.Write(w, r, e)
 				return
 			}
-			SetKeyID(r.Context(), p.KeyID)
+			if st := stateFrom(r.Context()); st != nil && !st.authenticated {
+				// The request's state carries the principal: no new
+				// context, no copy of the request.
+				st.principal, st.authenticated, st.keyID = p, true, p.KeyID
+				next.ServeHTTP(w, r)
+				return
+			}
 			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 		})
 	}

@@ -100,7 +100,7 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			key, policies := "", plans.def
 			if p, ok := auth.PrincipalFrom(r.Context()); ok {
-				key = "key:" + p.KeyID
+				key = p.KeyID // "key_…": never equal to an "ip:" key
 				policies = plans.get(p.RatePlan)
 			} else {
 				key = "ip:" + clientAddr(r)
@@ -115,7 +115,7 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 			if !ok {
 				now = cfg.Now()
 			}
-			setRateHeaders(w.Header(), cfg.Headers, res, now)
+			setRateHeaders(w.Header(), stateFrom(r.Context()), cfg.Headers, res, now)
 			if !res.Allowed {
 				s := apierror.RetrySeconds(res.RetryAfter)
 				apierror.Write(w, r, apierror.New(apierror.RateLimited, "Rate limit exceeded. Retry after "+strconv.Itoa(s)+" seconds.").
@@ -133,7 +133,7 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 // Remaining is 0 — the Retry-After time on a 429, so a client may wait for
 // it instead of earning a 429 — and otherwise when the bucket is full
 // again. It is rounded up to whole unix seconds, never early.
-func setRateHeaders(h http.Header, families int, res ratelimit.Result, now time.Time) {
+func setRateHeaders(h http.Header, st *state, families int, res ratelimit.Result, now time.Time) {
 	reset := res.ResetAfter
 	if res.Remaining <= 0 {
 		switch {
@@ -155,9 +155,25 @@ func setRateHeaders(h http.Header, families int, res ratelimit.Result, now time.
 		resetUnix++
 	}
 	if families&HeadersLegacy != 0 {
-		h["X-Ratelimit-Limit"] = []string{strconv.Itoa(res.Limit)}
-		h["X-Ratelimit-Remaining"] = []string{strconv.Itoa(max(res.Remaining, 0))}
-		h["X-Ratelimit-Reset"] = []string{strconv.FormatInt(resetUnix, 10)}
+		// One string holds the three numbers; the header values are
+		// slices of it, backed by the request's state when there is one.
+		var buf [64]byte
+		b := strconv.AppendInt(buf[:0], int64(res.Limit), 10)
+		n1 := len(b)
+		b = strconv.AppendInt(b, int64(max(res.Remaining, 0)), 10)
+		n2 := len(b)
+		b = strconv.AppendInt(b, resetUnix, 10)
+		all := string(b)
+		var vals *[3][1]string
+		if st != nil {
+			vals = &st.rateHdr
+		} else {
+			vals = new([3][1]string)
+		}
+		vals[0][0], vals[1][0], vals[2][0] = all[:n1], all[n1:n2], all[n2:]
+		h["X-Ratelimit-Limit"] = vals[0][:]
+		h["X-Ratelimit-Remaining"] = vals[1][:]
+		h["X-Ratelimit-Reset"] = vals[2][:]
 	}
 	if families&HeadersIETF != 0 {
 		name := strconv.Quote(res.Policy)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/auth"
 )
 
 // state is what one request's middleware share: its id, the clock reading
@@ -23,6 +24,12 @@ type state struct {
 	start time.Time
 	route string
 	keyID string
+	// principal is the authenticated caller, served to auth.PrincipalFrom
+	// by stateCtx once authenticated is set.
+	principal     auth.Principal
+	authenticated bool
+	// rateHdr backs the rate-limit header values.
+	rateHdr [3][1]string
 }
 
 type stateKey struct{}
@@ -35,8 +42,13 @@ type stateCtx struct {
 }
 
 func (c *stateCtx) Value(key any) any {
-	if _, ok := key.(stateKey); ok {
+	switch key {
+	case stateKey{}:
 		return c.st
+	case auth.PrincipalKey:
+		if c.st.authenticated {
+			return &c.st.principal
+		}
 	}
 	return c.Context.Value(key)
 }

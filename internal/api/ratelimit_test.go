@@ -40,7 +40,7 @@ func limitedInstance(t *testing.T, st store.Store, limiter ratelimit.Store) *htt
 	return ts
 }
 
-func sqliteStore(t *testing.T) store.Store {
+func sqliteStore(t testing.TB) store.Store {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "rl.db"))
 	if err != nil {
