@@ -66,10 +66,10 @@ func Auth(v KeyVerifier, guard *Guard) Middleware {
 				apierror.Write(w, r, e)
 				return
 			}
-			if st := stateFrom(r.Context()); st != nil && !st.authenticated {
+			if st := stateFrom(r.Context()); st != nil && st.authed == nil {
 				// The request's state carries the principal: no new
 				// context, no copy of the request.
-				st.principal, st.authenticated, st.keyID = p, true, p.KeyID
+				st.authed, st.keyID = &authState{principal: p}, p.KeyID
 				next.ServeHTTP(w, r)
 				return
 			}

@@ -165,8 +165,8 @@ func setRateHeaders(h http.Header, st *state, families int, res ratelimit.Result
 		b = strconv.AppendInt(b, resetUnix, 10)
 		all := string(b)
 		var vals *[3][1]string
-		if st != nil {
-			vals = &st.rateHdr
+		if st != nil && st.authed != nil {
+			vals = &st.authed.rateHdr
 		} else {
 			vals = new([3][1]string)
 		}

@@ -24,10 +24,15 @@ type state struct {
 	start time.Time
 	route string
 	keyID string
-	// principal is the authenticated caller, served to auth.PrincipalFrom
-	// by stateCtx once authenticated is set.
-	principal     auth.Principal
-	authenticated bool
+	// authed is set by Auth: the caller, served to auth.PrincipalFrom by
+	// stateCtx. It is a separate allocation so that requests without a
+	// key keep the state small.
+	authed *authState
+}
+
+// authState is what Auth and RateLimit add to an authenticated request.
+type authState struct {
+	principal auth.Principal
 	// rateHdr backs the rate-limit header values.
 	rateHdr [3][1]string
 }
@@ -46,8 +51,8 @@ func (c *stateCtx) Value(key any) any {
 	case stateKey{}:
 		return c.st
 	case auth.PrincipalKey:
-		if c.st.authenticated {
-			return &c.st.principal
+		if a := c.st.authed; a != nil {
+			return &a.principal
 		}
 	}
 	return c.Context.Value(key)
