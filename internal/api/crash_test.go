@@ -130,8 +130,9 @@ func (l *lineBuffer) tail() string {
 	return s
 }
 
-// startTollgate runs "tollgate serve" on a free loopback port and db.
-func startTollgate(t *testing.T, bin, db string) *child {
+// startTollgate runs "tollgate serve" on a free loopback port and db,
+// with no practical rate limit and any extra flags.
+func startTollgate(t *testing.T, bin, db string, extra ...string) *child {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -140,7 +141,7 @@ func startTollgate(t *testing.T, bin, db string) *child {
 	addr := l.Addr().String()
 	l.Close()
 	c := &child{base: "http://" + addr, stdout: &lineBuffer{}, stderr: &lineBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(bin, "serve", "--addr", addr, "--database", db, "--log-level", "warn", "--rate-default", "1000000/1s")
+	c.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--database", db, "--log-level", "warn", "--rate-default", "1000000/1s"}, extra...)...)
 	c.cmd.Env = append(os.Environ(), "TOLLGATE_REDIS_URL=")
 	c.cmd.Stdout = c.stdout
 	c.cmd.Stderr = c.stderr
@@ -205,6 +206,19 @@ func (c *child) awaitReady(t *testing.T) {
 		}
 	}
 	t.Fatalf("tollgate not ready:\n%s", c.stderr.tail())
+}
+
+// poll waits, bounded, for ok, failing if the child exits meanwhile.
+func (c *child) poll(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	poll(t, what, func() bool {
+		select {
+		case <-c.done:
+			t.Fatalf("tollgate exited while waiting for %s:\n%s", what, c.stderr.tail())
+		default:
+		}
+		return ok()
+	})
 }
 
 // load creates leads from crashClients goroutines until crashAcks were

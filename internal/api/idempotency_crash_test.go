@@ -6,15 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,11 +34,14 @@ const (
 // TestIdempotencyCrash kills tollgate servers that hold idempotency keys,
 // on PostgreSQL and on SQLite, and checks that every key works again once
 // its lease ended, with exactly one lead created.
+// leaseFlags give the child servers the short crash-test lease.
+var leaseFlags = []string{"--idempotency-lease", crashLease.String()}
+
 func TestIdempotencyCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills servers: skipped with -short")
 	}
-	bin := buildIdemTollgate(t)
+	bin := buildTollgate(t, t.TempDir())
 	t.Run("postgres", func(t *testing.T) { testIdempotencyCrashPostgres(t, bin) })
 	t.Run("sqlite", func(t *testing.T) { testIdempotencyCrashSQLite(t, bin) })
 }
@@ -58,7 +55,7 @@ func TestIdempotencyCrash(t *testing.T) {
 // then takes the key over: 201, then replays, and exactly one lead.
 func testIdempotencyCrashPostgres(t *testing.T, bin string) {
 	url := testenv.Postgres(t)
-	b := startIdemChild(t, bin, url+"&application_name=idem_b")
+	b := startTollgate(t, bin, url+"&application_name=idem_b", leaseFlags...)
 	admin := b.awaitKey(t)
 	b.awaitReady(t)
 	conn := pgConnect(t, url)
@@ -80,7 +77,7 @@ func testIdempotencyCrashPostgres(t *testing.T, bin string) {
 	})
 }
 
-func crashPostgresRun(t *testing.T, bin, url, admin, accountID string, b *idemChild, run int) {
+func crashPostgresRun(t *testing.T, bin, url, admin, accountID string, b *child, run int) {
 	ctx := t.Context()
 	app := fmt.Sprintf("idem_a_%d_%d", run, time.Now().UnixNano())
 	key := fmt.Sprintf("crash-pg-%d-%d", run, time.Now().UnixNano())
@@ -102,7 +99,7 @@ func crashPostgresRun(t *testing.T, bin, url, admin, accountID string, b *idemCh
 		t.Fatal(err)
 	}
 
-	a := startIdemChild(t, bin, url+"&application_name="+app)
+	a := startTollgate(t, bin, url+"&application_name="+app, leaseFlags...)
 	a.awaitReady(t)
 	sent := make(chan struct{})
 	go func() { defer close(sent); _ = idemPost(a.base, admin, key, body) }() // dies with A
@@ -164,7 +161,7 @@ func crashPostgresRun(t *testing.T, bin, url, admin, accountID string, b *idemCh
 // crashRuns keys in all, over crashRuns/crashParallel restarts.
 func testIdempotencyCrashSQLite(t *testing.T, bin string) {
 	db := filepath.Join(t.TempDir(), "crash.db")
-	srv := startIdemChild(t, bin, db)
+	srv := startTollgate(t, bin, db, leaseFlags...)
 	admin := srv.awaitKey(t)
 	srv.awaitReady(t)
 	for restart := range crashRuns / crashParallel {
@@ -198,7 +195,7 @@ func testIdempotencyCrashSQLite(t *testing.T, bin string) {
 		}
 		st.Close()
 		start := time.Now()
-		srv = startIdemChild(t, bin, db)
+		srv = startTollgate(t, bin, db, leaseFlags...)
 		srv.awaitReady(t)
 		// Every orphaned key is still held: 409 for each at once, before
 		// the parallel takeovers below wait for the lease.
@@ -341,119 +338,4 @@ func pgConnect(t *testing.T, url string) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
-}
-
-// buildIdemTollgate builds ./cmd/tollgate from the module root into a
-// temporary directory.
-func buildIdemTollgate(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "tollgate")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tollgate")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/tollgate: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// idemChild is a running "tollgate serve".
-type idemChild struct {
-	cmd            *exec.Cmd
-	base           string
-	stdout, stderr *idemOutput
-	done           chan struct{}
-}
-
-// idemOutput keeps what a child wrote; safe for concurrent use.
-type idemOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *idemOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *idemOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
-// startIdemChild runs "tollgate serve" on database, on a free loopback
-// port, with a lease of crashLease and no practical rate limit.
-func startIdemChild(t *testing.T, bin, database string) *idemChild {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	c := &idemChild{base: "http://" + addr, stdout: &idemOutput{}, stderr: &idemOutput{}, done: make(chan struct{})}
-	c.cmd = exec.Command(bin, "serve", "--addr", addr, "--database", database, "--log-level", "warn",
-		"--rate-default", "1000000/1s", "--idempotency-lease", crashLease.String())
-	c.cmd.Env = append(os.Environ(), "TOLLGATE_REDIS_URL=")
-	c.cmd.Stdout, c.cmd.Stderr = c.stdout, c.stderr
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(c.kill)
-	return c
-}
-
-// kill SIGKILLs the child and waits for it to go.
-func (c *idemChild) kill() {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.done
-}
-
-var idemLiveKey = regexp.MustCompile(`tg_live_[0-9A-Za-z]+`)
-
-// awaitKey returns the admin key a first start prints.
-func (c *idemChild) awaitKey(t *testing.T) string {
-	t.Helper()
-	var k string
-	c.poll(t, "the admin key on stdout", func() bool {
-		k = idemLiveKey.FindString(c.stdout.String())
-		return k != ""
-	})
-	return k
-}
-
-// awaitReady polls /readyz until it answers 200.
-func (c *idemChild) awaitReady(t *testing.T) {
-	t.Helper()
-	c.poll(t, "/readyz", func() bool {
-		resp, err := http.Get(c.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-}
-
-func (c *idemChild) poll(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	poll(t, what, func() bool {
-		select {
-		case <-c.done:
-			t.Fatalf("tollgate exited while waiting for %s:\n%s", what, c.stderr)
-		default:
-		}
-		return ok()
-	})
 }

@@ -42,6 +42,23 @@ func newLead(ts *httptest.Server, key string) *http.Request {
 	return req
 }
 
+// post sends one new lead and records the answer.
+func post(client *http.Client, ts *httptest.Server, key string) outcome {
+	start := time.Now()
+	resp, err := client.Do(newLead(ts, key))
+	o := outcome{status: -1, err: err}
+	if err == nil {
+		o.status, o.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+		if resp.StatusCode != 201 {
+			o.code = apierror.Decode(resp).Code
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	o.took = time.Since(start)
+	return o
+}
+
 // drive runs clients goroutines, each sending n sequential requests.
 func drive(t *testing.T, ts *httptest.Server, key string, clients, n int) []outcome {
 	t.Helper()
@@ -54,19 +71,7 @@ func drive(t *testing.T, ts *httptest.Server, key string, clients, n int) []outc
 		go func() {
 			defer wg.Done()
 			for range n {
-				req := newLead(ts, key)
-				start := time.Now()
-				resp, err := client.Do(req)
-				o := outcome{status: -1}
-				if err == nil {
-					o.status, o.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
-					if resp.StatusCode != 201 {
-						o.code = apierror.Decode(resp).Code
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				o.took = time.Since(start)
+				o := post(client, ts, key)
 				mu.Lock()
 				out = append(out, o)
 				mu.Unlock()
@@ -100,19 +105,7 @@ func flood(t *testing.T, ts *httptest.Server, key string, rate float64, d time.D
 				if wait := time.Until(next); wait > 0 {
 					time.Sleep(wait) // pacing the generator, not a timing claim
 				}
-				req := newLead(ts, key)
-				start := time.Now()
-				resp, err := client.Do(req)
-				o := outcome{status: -1, err: err}
-				if err == nil {
-					o.status, o.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
-					if resp.StatusCode != 201 {
-						o.code = apierror.Decode(resp).Code
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				o.took = time.Since(start)
+				o := post(client, ts, key)
 				mu.Lock()
 				out = append(out, o)
 				mu.Unlock()

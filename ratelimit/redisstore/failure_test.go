@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/ratelimit"
 	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
 )
@@ -47,7 +48,7 @@ func TestRedisKilled(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := startRedisServer(t)
+			srv := testenv.StartRedis(t)
 			clock := newFakeClock()
 			m, reg := newMetrics(t)
 			// Two instances sharing the server, with their own clients and fallbacks.
@@ -72,7 +73,7 @@ func TestRedisKilled(t *testing.T) {
 				t.Fatalf("healthy Take = %+v, %v", r, err)
 			}
 
-			srv.kill()
+			srv.Kill()
 			for i := range 6 {
 				r, err := a.Take(ctx, "outage", p, 1)
 				tt.outage(t, i, r, err)
@@ -87,7 +88,7 @@ func TestRedisKilled(t *testing.T) {
 				t.Errorf("degraded gauge = %v during the outage, want 1", got)
 			}
 
-			srv.start() // empty: --save "" keeps nothing
+			srv.Start() // empty: --save "" keeps nothing
 			// Poll (bounded) until the breaker's probe finds Redis again: each
 			// attempt moves the local clock past the cool-down.
 			recovered := false
@@ -130,7 +131,7 @@ func TestRedisHung(t *testing.T) {
 }
 
 func testRedisHung(t *testing.T, opts redisstore.Options) {
-	srv := startRedisServer(t)
+	srv := testenv.StartRedis(t)
 	client := redis.NewClient(redisstore.ClientOptions(srv.Addr()))
 	defer client.Close()
 	clock := newFakeClock()
@@ -156,8 +157,8 @@ func testRedisHung(t *testing.T, opts redisstore.Options) {
 		t.Fatal("no Take answered by Redis within the timeout before the pause")
 	}
 
-	srv.signal(syscall.SIGSTOP)
-	defer srv.signal(syscall.SIGCONT)
+	srv.Signal(syscall.SIGSTOP)
+	defer srv.Signal(syscall.SIGCONT)
 	// 64 concurrent callers, then more calls once the breaker is open; the
 	// fallback's limit is never reached.
 	p = []ratelimit.Policy{{Name: "wide", Limit: 1000, Window: time.Hour}}

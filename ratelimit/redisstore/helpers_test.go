@@ -1,13 +1,8 @@
 package redisstore_test
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"os/exec"
-	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,74 +103,6 @@ func newMetrics(t *testing.T) (*redisstore.Metrics, *prometheus.Registry) {
 		t.Fatal(err)
 	}
 	return m, reg
-}
-
-// redisServer is a private redis-server on a free loopback port, which the
-// failure tests kill, pause and restart.
-type redisServer struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func startRedisServer(t *testing.T) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skipf("redis-server not installed: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s := &redisServer{t: t, port: port}
-	s.start()
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *redisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
-
-// start runs redis-server and waits (bounded) until it answers PING.
-func (s *redisServer) start() {
-	s.t.Helper()
-	s.cmd = exec.Command("redis-server", "--save", "", "--appendonly", "no",
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1")
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
-	defer c.Close()
-	var err error
-	for range 200 { // up to ~10 s
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		err = c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond) // polling a condition, not a timing claim
-	}
-	s.t.Fatalf("redis-server on port %d never answered: %v", s.port, err)
-}
-
-// kill stops the server with SIGKILL and reaps it.
-func (s *redisServer) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a stopped process would not die until continued
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
-}
-
-func (s *redisServer) signal(sig syscall.Signal) {
-	s.t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatalf("signal %v: %v", sig, err)
-	}
 }
 
 func uniqueKey(t *testing.T) string {

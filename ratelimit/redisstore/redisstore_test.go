@@ -249,7 +249,7 @@ func TestDistributedExact(t *testing.T) {
 
 // TestNoScript: after SCRIPT FLUSH the store falls back to EVAL.
 func TestNoScript(t *testing.T) {
-	srv := startRedisServer(t)
+	srv := testenv.StartRedis(t)
 	for _, v := range storeVariants {
 		t.Run(v.name, func(t *testing.T) {
 			client := redis.NewClient(patientClientOptions(srv.Addr()))
