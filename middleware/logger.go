@@ -18,8 +18,11 @@ import (
 // When l's handler is a *logjson.Handler, lines take its allocation-free
 // path; any other handler gets the same fields through slog.
 func Logger(l *slog.Logger, now func() time.Time) Middleware {
+	since := time.Since // one monotonic clock read
 	if now == nil {
 		now = time.Now
+	} else {
+		since = func(t time.Time) time.Duration { return now().Sub(t) }
 	}
 	fast, _ := l.Handler().(*logjson.Handler)
 	return func(next http.Handler) http.Handler {
@@ -39,7 +42,7 @@ func Logger(l *slog.Logger, now func() time.Time) Middleware {
 					Status:    st.rec.status,
 					Code:      string(st.rec.code()),
 					Bytes:     st.rec.bytes,
-					Duration:  now().Sub(st.start),
+					Duration:  since(st.start),
 					KeyID:     st.keyID,
 				}
 				if a.Status == 0 {
