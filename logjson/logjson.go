@@ -211,19 +211,36 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error { return h.Ha
 
 const hex = "0123456789abcdef"
 
+// safe marks the bytes AppendString copies as they are: printable ASCII
+// other than '"' and '\\'.
+var safe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // AppendString appends s to b as a JSON string, escaping quotes,
 // backslashes and control characters, and replacing invalid UTF-8 with
 // U+FFFD.
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	i := 0
+	for i < len(s) && safe[s[i]] {
+		i++
+	}
+	if i == len(s) { // the common case: nothing to escape
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
+		if safe[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':

@@ -127,7 +127,7 @@ func authError(err error) *apierror.Error {
 
 // presentedKey returns the key from the Authorization or x-api-key header.
 func presentedKey(h http.Header) (string, error) {
-	authz, apiKey := h.Values("Authorization"), h.Values("X-Api-Key")
+	authz, apiKey := h["Authorization"], h["X-Api-Key"] // canonical names: no per-request canonicalisation
 	if len(authz) > 1 || len(apiKey) > 1 {
 		return "", apierror.New(apierror.InvalidRequest, "Send one API key, in one header.").With("reason", "repeated credentials header")
 	}

@@ -29,8 +29,10 @@ func RequestID(now func() time.Time) Middleware {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			st, w, r := begin(w, r, now())
 			if st.id == "" {
-				if in := r.Header.Get(apierror.HeaderRequestID); ValidRequestID(in) {
-					st.id = in
+				// Index the map with the canonical name: Header.Get would
+				// canonicalise the constant on every request.
+				if in := r.Header[apierror.HeaderRequestID]; len(in) > 0 && ValidRequestID(in[0]) {
+					st.id = in[0]
 				} else {
 					st.id = newRequestID(st.start)
 				}
