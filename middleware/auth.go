@@ -245,9 +245,13 @@ func (g *Guard) fail(ctx context.Context, client string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
-	for k, t := range g.until { // keep the map small: drop expired blocks
-		if !t.After(now) {
-			delete(g.until, k)
+	if n := len(g.until); n > 0 && n%1024 == 0 {
+		// Keep the map small by dropping expired blocks, amortised: a
+		// sweep every 1,024 new blocks, not one per failure.
+		for k, t := range g.until {
+			if !t.After(now) {
+				delete(g.until, k)
+			}
 		}
 	}
 	g.until[client] = now.Add(res.RetryAfter)
