@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/apierror"
@@ -204,6 +205,7 @@ type Guard struct {
 	now    func() time.Time
 	mu     sync.Mutex
 	until  map[string]time.Time
+	size   atomic.Int64 // len(until), read without mu
 }
 
 // NewGuard returns a Guard counting failures per client address in store
@@ -220,11 +222,12 @@ func NewGuard(store ratelimit.Store, policy ratelimit.Policy, now func() time.Ti
 }
 
 func (g *Guard) blocked(client string) (time.Duration, bool) {
+	if g.size.Load() == 0 {
+		return 0, false // nobody is blocked: no lock on the request path
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.until) == 0 {
-		return 0, false
-	}
+	defer func() { g.size.Store(int64(len(g.until))) }()
 	until, ok := g.until[client]
 	if !ok {
 		return 0, false
@@ -255,6 +258,7 @@ func (g *Guard) fail(ctx context.Context, client string) {
 		}
 	}
 	g.until[client] = now.Add(res.RetryAfter)
+	g.size.Store(int64(len(g.until)))
 }
 
 func (g *Guard) refusal(d time.Duration) *apierror.Error {
