@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/middleware"
 	"github.com/tollgate-dev/tollgate/ratelimit"
 	"github.com/tollgate-dev/tollgate/store"
@@ -40,19 +40,6 @@ func (c *idemClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
-
 // idemEnv is Idempotency over a real SQLite store, in front of test
 // handlers that count their runs.
 type idemEnv struct {
@@ -63,7 +50,7 @@ type idemEnv struct {
 	other   store.Account
 	runs    atomic.Int64
 	h       http.Handler
-	logs    *syncBuffer
+	logs    *testenv.Buffer
 	started chan struct{} // /block sends when a run starts
 	release chan struct{} // the first /block run waits for it to close
 }
@@ -97,7 +84,7 @@ func newIdemEnvWith(t *testing.T, wall bool, opts middleware.IdempotencyOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &idemEnv{t: t, st: st, clock: c, acct: acct, other: other, logs: &syncBuffer{},
+	e := &idemEnv{t: t, st: st, clock: c, acct: acct, other: other, logs: &testenv.Buffer{},
 		started: make(chan struct{}, 8), release: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/things", e.things)

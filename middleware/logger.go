@@ -18,12 +18,7 @@ import (
 // When l's handler is a *logjson.Handler, lines take its allocation-free
 // path; any other handler gets the same fields through slog.
 func Logger(l *slog.Logger, now func() time.Time) Middleware {
-	since := time.Since // one monotonic clock read
-	if now == nil {
-		now = time.Now
-	} else {
-		since = func(t time.Time) time.Duration { return now().Sub(t) }
-	}
+	now, since := clocks(now)
 	fast, _ := l.Handler().(*logjson.Handler)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

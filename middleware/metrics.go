@@ -17,12 +17,7 @@ import (
 // Unmatched paths are counted under route "unmatched". now is the clock
 // (time.Now if nil).
 func Metrics(reg prometheus.Registerer, now func() time.Time) Middleware {
-	since := time.Since
-	if now == nil {
-		now = time.Now
-	} else {
-		since = func(t time.Time) time.Duration { return now().Sub(t) }
-	}
+	now, since := clocks(now)
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_http_requests_total",
 		Help: "HTTP requests by route pattern, status and error code.",

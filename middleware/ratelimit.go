@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,8 +26,9 @@ const (
 // ParseHeaderFamilies parses a comma-separated list of "legacy" and "ietf".
 func ParseHeaderFamilies(s string) (int, error) {
 	var f int
-	for _, p := range splitComma(s) {
-		switch p {
+	for p := range strings.SplitSeq(s, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "":
 		case "legacy":
 			f |= HeadersLegacy
 		case "ietf":
@@ -39,27 +41,6 @@ func ParseHeaderFamilies(s string) (int, error) {
 		return 0, errors.New("ratelimit headers: empty")
 	}
 	return f, nil
-}
-
-func splitComma(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ',' {
-			p := s[start:i]
-			for len(p) > 0 && p[0] == ' ' {
-				p = p[1:]
-			}
-			for len(p) > 0 && p[len(p)-1] == ' ' {
-				p = p[:len(p)-1]
-			}
-			if p != "" {
-				out = append(out, p)
-			}
-			start = i + 1
-		}
-	}
-	return out
 }
 
 // RateLimitConfig configures RateLimit.

@@ -156,3 +156,13 @@ func (w *recorder) code() apierror.Code {
 	}
 	return ""
 }
+
+// clocks returns the clock to read and a since function for durations:
+// time.Now and time.Since (one monotonic clock read) by default, or now
+// for both when a test injects a clock.
+func clocks(now func() time.Time) (func() time.Time, func(time.Time) time.Duration) {
+	if now == nil {
+		return time.Now, time.Since
+	}
+	return now, func(t time.Time) time.Duration { return now().Sub(t) }
+}

