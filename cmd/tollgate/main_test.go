@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -229,3 +230,36 @@ func TestServe(t *testing.T) {
 // Compile-time check that the limiter store satisfies the interface the
 // middleware wants.
 var _ ratelimit.Store = (*redisstore.Store)(nil)
+
+// TestRaiseProcs checks that serve runs with at least two Ps unless the
+// GOMAXPROCS environment variable says otherwise. It changes the test
+// binary's GOMAXPROCS, so it does not run in parallel and restores it.
+func TestRaiseProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	cases := []struct {
+		name       string
+		procs      int
+		env        string
+		wantProcs  int
+		wantRaised bool
+	}{
+		{"one P is raised", 1, "", minProcs, true},
+		{"the environment wins", 1, "1", 1, false},
+		{"more are kept", 3, "", 3, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			runtime.GOMAXPROCS(c.procs)
+			was, raised := raiseProcs(func(k string) string {
+				if k == "GOMAXPROCS" {
+					return c.env
+				}
+				return ""
+			})
+			if was != c.procs || raised != c.wantRaised || runtime.GOMAXPROCS(0) != c.wantProcs {
+				t.Fatalf("raiseProcs = (%d, %v), GOMAXPROCS now %d; want (%d, %v), %d",
+					was, raised, runtime.GOMAXPROCS(0), c.procs, c.wantRaised, c.wantProcs)
+			}
+		})
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -20,6 +22,28 @@ import (
 	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
 	"github.com/tollgate-dev/tollgate/store"
 )
+
+// minProcs is the fewest Ps serve runs with. The stores make blocking
+// system calls on the request path (SQLite syncs the WAL on every commit).
+// With GOMAXPROCS=1 — one CPU, a one-CPU affinity mask or a one-CPU cgroup
+// quota — such a call holds the only P until the runtime notices and hands
+// it off, and every other request waits meanwhile, refusals included:
+// offered 4× its capacity on one core, the server stopped shedding load and
+// answered in seconds. With a second P it goes on reading, refusing and
+// answering while a commit waits for the disk, still on one core.
+const minProcs = 2
+
+// raiseProcs sets GOMAXPROCS to minProcs when it is lower and the
+// GOMAXPROCS environment variable (read with getenv) does not set it. It
+// returns the value it found and whether it raised it.
+func raiseProcs(getenv func(string) string) (was int, raised bool) {
+	was = runtime.GOMAXPROCS(0)
+	if was >= minProcs || getenv("GOMAXPROCS") != "" {
+		return was, false
+	}
+	runtime.GOMAXPROCS(minProcs)
+	return was, true
+}
 
 // serveConfig is serve's configuration after flags, environment and
 // defaults were applied.
@@ -94,6 +118,9 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	logs := logjson.New(e.stderr, &logjson.Options{Level: c.level, BufferSize: 32 << 10, FlushInterval: 200 * time.Millisecond})
 	defer logs.Close()
 	log := slog.New(logs)
+	if was, raised := raiseProcs(os.Getenv); raised {
+		log.Info("GOMAXPROCS raised", "from", was, "to", minProcs)
+	}
 
 	st, err := openStore(ctx, c.database)
 	if err != nil {
