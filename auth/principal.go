@@ -25,6 +25,13 @@ type principalKey struct{}
 // returns a *Principal for this key. Everyone else uses WithPrincipal.
 var PrincipalKey any = principalKey{}
 
+// IsPrincipalKey reports whether key is PrincipalKey. It is cheaper than
+// comparing the two interfaces, for Value methods on the request path.
+func IsPrincipalKey(key any) bool {
+	_, ok := key.(principalKey)
+	return ok
+}
+
 // WithPrincipal returns a copy of ctx carrying a copy of p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, &p)

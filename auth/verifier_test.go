@@ -417,3 +417,15 @@ func TestVerifyCachedAllocs(t *testing.T) {
 		t.Errorf("Verify(cached) allocs = %v, want ≤ 1", n)
 	}
 }
+
+func TestIsPrincipalKey(t *testing.T) {
+	type other struct{}
+	for _, c := range []struct {
+		key  any
+		want bool
+	}{{auth.PrincipalKey, true}, {other{}, false}, {nil, false}, {"principal", false}} {
+		if got := auth.IsPrincipalKey(c.key); got != c.want {
+			t.Errorf("IsPrincipalKey(%#v) = %v, want %v", c.key, got, c.want)
+		}
+	}
+}

@@ -1,31 +1,68 @@
 #!/usr/bin/env bash
 # Loopback throughput of the bare handler against tollgate's chains, in one
-# run: the server pinned to core 0 with GOMAXPROCS=1, wrk pinned to core 1.
-# Modes alternate so drift hits all of them alike.
-#   bench/loopback.sh [rounds] [seconds]
+# run. One loopserver process pinned to core 0 with GOMAXPROCS=1 serves all
+# three modes on consecutive ports; wrk, pinned to core 1, drives one mode
+# at a time in short slices, rotating the order every round so that the
+# drift of a shared host hits every mode alike.
+#
+# Each slice prints a Go benchmark line with two figures:
+#   ns/op       wall time per request (1 / throughput)
+#   cpu-ns/op   the server's own CPU time per request (from
+#               /proc/PID/task/*/schedstat), which the host's noisy
+#               neighbours disturb far less
+# and benchstat compares the modes at the end. Every mode gets the same
+# request, API key included, so the difference is what the chain costs.
+#   bench/loopback.sh [rounds] [seconds-per-slice] [outfile]
 set -euo pipefail
 cd "$(dirname "$0")"
-rounds=${1:-5}
-secs=${2:-10}
-bin=$(mktemp -d)/loopserver
-go build -o "$bin" ./cmd/loopserver
+rounds=${1:-20}
+secs=${2:-2}
+outfile=${3:-$(mktemp)}
+dir=$(mktemp -d)
+go build -o "$dir/loopserver" ./cmd/loopserver
 port=18090
-declare -A total
+GOMAXPROCS=1 taskset -c 0 "$dir/loopserver" -port $port >"$dir/out" 2>/dev/null &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 200); do grep -q ready "$dir/out" 2>/dev/null && break; sleep 0.05; done
+key=$(head -1 "$dir/out")
+modes=(bare core full)
+cpu_ns() { cat /proc/$pid/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+slice() { # mode seconds -> "requests cpu-ns"
+  local mode=$1 d=$2 p before after n
+  case $mode in bare) p=$port ;; core) p=$((port + 1)) ;; full) p=$((port + 2)) ;; esac
+  before=$(cpu_ns)
+  n=$(taskset -c 1 wrk -t1 -c32 -d"${d}s" -H "Authorization: Bearer $key" http://127.0.0.1:$p/v1/hello | awk '/requests in/ {print $1}')
+  after=$(cpu_ns)
+  echo "$n $((after - before))"
+}
+for mode in "${modes[@]}"; do slice "$mode" 1 >/dev/null; done # warm-up
+: >"$outfile"
 for r in $(seq 1 "$rounds"); do
-  for mode in bare core full; do
-    out=$(mktemp)
-    GOMAXPROCS=1 taskset -c 0 "$bin" -mode "$mode" -addr 127.0.0.1:$port >"$out" 2>/dev/null &
-    pid=$!
-    for _ in $(seq 1 100); do curl -s -o /dev/null 127.0.0.1:$port/ 2>/dev/null && break; sleep 0.05; done
-    key=$(head -1 "$out" || true)
-    hdr=()
-    [ -n "$key" ] && hdr=(-H "Authorization: Bearer $key")
-    rps=$(taskset -c 1 wrk -t1 -c32 -d"${secs}s" "${hdr[@]}" http://127.0.0.1:$port/v1/hello | awk '/Requests\/sec/ {print $2}')
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-    echo "round=$r mode=$mode req/s=$rps"
-    total[$mode]=$(echo "${total[$mode]:-0} + $rps" | bc)
+  for i in 0 1 2; do
+    mode=${modes[$(((i + r) % 3))]}
+    read -r n cpu < <(slice "$mode" "$secs")
+    awk -v m="$mode" -v n="$n" -v c="$cpu" -v s="$secs" \
+      'BEGIN {printf "BenchmarkLoopback/mode=%s %d %.0f ns/op %.0f cpu-ns/op %.0f req/s\n", m, n, s * 1e9 / n, c / n, n / s}' | tee -a "$outfile"
   done
 done
-for mode in bare core full; do
-  printf "%-5s mean req/s %10.0f  ratio %.3f\n" "$mode" "$(echo "${total[$mode]} / $rounds" | bc -l)" "$(echo "${total[$mode]} / ${total[bare]}" | bc -l)"
-done
+# Paired ratios: each round's core and full against that round's bare,
+# taken seconds apart, then the median and quartiles over the rounds.
+awk '
+  { split($1, m, "="); rps[m[2]] = $7 }
+  m[2] != "" && ("bare" in rps) && ("core" in rps) && ("full" in rps) {
+    n++; core[n] = rps["core"] / rps["bare"]; full[n] = rps["full"] / rps["bare"]; delete rps
+  }
+  function q(a, n, f,   i, j, t) {
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return a[int((n - 1) * f + 1.5)]
+  }
+  END {
+    printf "paired throughput ratio over %d rounds: core %.3f (quartiles %.3f-%.3f), full %.3f (%.3f-%.3f)\n",
+      n, q(core, n, .5), q(core, n, .25), q(core, n, .75), q(full, n, .5), q(full, n, .25), q(full, n, .75)
+  }' "$outfile"
+if command -v benchstat >/dev/null; then
+  benchstat -col '/mode@(bare core full)' "$outfile"
+else
+  echo "benchstat not found: go install golang.org/x/perf/cmd/benchstat@latest" >&2
+fi

@@ -2,12 +2,15 @@
 // lines.
 //
 // General records go through the standard library's slog.JSONHandler.
-// Access lines, one per HTTP request, are encoded by appending to a pooled
-// buffer (no reflection, no allocation) in the same JSON shape, and may be
-// buffered and flushed in batches, so logging every request does not cost
-// a write system call each. Any other record flushes the buffer first and
-// is written at once, so order is kept and errors reach the log
-// immediately.
+// Access lines, one per HTTP request, are encoded by appending (no
+// reflection, no allocation) in the same JSON shape, and may be buffered
+// and flushed in batches, so logging every request does not cost a write
+// system call each. An access line that reports a failure of the server
+// itself (status 500, or any line with an error cause) and any other record
+// flush the buffer first and are written at once, so order is kept and
+// errors reach the log immediately. Refusals without a cause, such as 503
+// overloaded or maintenance, stay buffered: they come in floods, exactly
+// when the server can least afford a system call each.
 package logjson
 
 import (
@@ -149,13 +152,36 @@ const AccessMessage = "request"
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // Access writes one access line if a.Level is enabled. It does not
-// allocate.
+// allocate. A line with status 500 or an error cause is written at once;
+// others are buffered when the Handler buffers.
 func (h *Handler) Access(a *Access) {
 	if a.Level < h.level.Level() {
 		return
 	}
+	s := h.sink
+	if a.Status != 500 && a.Error == "" {
+		// Buffered: encode straight into the sink's buffer.
+		s.mu.Lock()
+		if s.max > 0 && !s.isClosed() {
+			s.buf = h.appendAccess(s.buf, a)
+			if len(s.buf) >= s.max {
+				_, _ = s.w.Write(s.buf)
+				s.buf = s.buf[:0]
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
 	bp := bufPool.Get().(*[]byte)
-	b := (*bp)[:0]
+	b := h.appendAccess((*bp)[:0], a)
+	_, _ = s.Write(b)
+	*bp = b
+	bufPool.Put(bp)
+}
+
+// appendAccess appends a's JSON line to b.
+func (h *Handler) appendAccess(b []byte, a *Access) []byte {
 	b = append(b, `{"time":"`...)
 	b = h.appendTime(b, a.Time)
 	b = append(b, `","level":"`...)
@@ -175,7 +201,7 @@ func (h *Handler) Access(a *Access) {
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, a.Bytes, 10)
 	b = append(b, `,"duration_ms":`...)
-	b = strconv.AppendFloat(b, durationMillis(a.Duration), 'f', -1, 64)
+	b = appendMillis(b, a.Duration)
 	if a.KeyID != "" {
 		b = append(b, `,"key_id":`...)
 		b = AppendString(b, a.KeyID)
@@ -184,14 +210,29 @@ func (h *Handler) Access(a *Access) {
 		b = append(b, `,"error":`...)
 		b = AppendString(b, a.Error)
 	}
-	b = append(b, "}\n"...)
-	if a.Level >= slog.LevelWarn {
-		_, _ = h.sink.Write(b)
-	} else {
-		h.sink.buffered(b)
+	return append(b, "}\n"...)
+}
+
+// appendMillis appends d in milliseconds with microsecond precision, as
+// strconv.AppendFloat(b, durationMillis(d), 'f', -1, 64) would ("12",
+// "0.25", "1.234") for any duration a float64 of microseconds holds
+// exactly (below 2^53 µs), without the float formatting.
+func appendMillis(b []byte, d time.Duration) []byte {
+	us := d.Microseconds()
+	if us < 0 {
+		b = append(b, '-')
+		us = -us
 	}
-	*bp = b
-	bufPool.Put(bp)
+	b = strconv.AppendInt(b, us/1000, 10)
+	frac := us % 1000
+	if frac == 0 {
+		return b
+	}
+	b = append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	for b[len(b)-1] == '0' {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 func durationMillis(d time.Duration) float64 {
@@ -220,12 +261,36 @@ var safe = func() (t [256]bool) {
 	return t
 }()
 
+// safeWord reports whether the 8 bytes of x (loaded from a string) are
+// all safe (see safe), testing them at once: no byte below 0x20, none with
+// the high bit set, none equal to '"' or '\\'.
+func safeWord(x uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (lo * '"')
+	bs := x ^ (lo * '\\')
+	// (v - lo) &^ v has a high bit set where v has a zero byte (the classic
+	// test, exact as to whether there is one); x - 0x20·lo likewise where x
+	// has a byte below 0x20.
+	return ((x-lo*0x20)&^x|(q-lo)&^q|(bs-lo)&^bs|x)&hi == 0
+}
+
+// load64 returns the 8 bytes of s at i as a little-endian word; the
+// compiler turns it into one load.
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
 // AppendString appends s to b as a JSON string, escaping quotes,
 // backslashes and control characters, and replacing invalid UTF-8 with
 // U+FFFD.
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	i := 0
+	for i+8 <= len(s) && safeWord(load64(s, i)) {
+		i += 8
+	}
 	for i < len(s) && safe[s[i]] {
 		i++
 	}
@@ -293,20 +358,6 @@ func (s *sink) Write(p []byte) (int, error) {
 		s.buf = s.buf[:0]
 	}
 	return s.w.Write(p)
-}
-
-func (s *sink) buffered(p []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.max <= 0 || s.isClosed() {
-		_, _ = s.w.Write(p)
-		return
-	}
-	s.buf = append(s.buf, p...)
-	if len(s.buf) >= s.max {
-		_, _ = s.w.Write(s.buf)
-		s.buf = s.buf[:0]
-	}
 }
 
 func (s *sink) flush() error {

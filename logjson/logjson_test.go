@@ -71,6 +71,42 @@ func TestBufferedOrder(t *testing.T) {
 	}
 }
 
+// TestAccessUrgency checks which access lines skip the buffer: a 500 or a
+// line with an error cause is written at once (after what is buffered); a
+// refusal without a cause, even a 503 at ERROR level, waits for the flush.
+func TestAccessUrgency(t *testing.T) {
+	cases := []struct {
+		name string
+		a    logjson.Access
+		now  bool
+	}{
+		{"200", logjson.Access{Status: 200, Level: slog.LevelInfo}, false},
+		{"429", logjson.Access{Status: 429, Level: slog.LevelInfo}, false},
+		{"503 overloaded", logjson.Access{Status: 503, Level: slog.LevelError}, false},
+		{"503 with a cause", logjson.Access{Status: 503, Level: slog.LevelError, Error: "dial tcp: connection refused"}, true},
+		{"500", logjson.Access{Status: 500, Level: slog.LevelError}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			h := logjson.New(&buf, &logjson.Options{BufferSize: 1 << 20})
+			h.Access(&logjson.Access{RequestID: "first", Status: 200, Level: slog.LevelInfo})
+			c.a.RequestID = "second"
+			h.Access(&c.a)
+			got := strings.Count(buf.String(), "\n")
+			if want := map[bool]int{true: 2, false: 0}[c.now]; got != want {
+				t.Fatalf("%d lines written before the flush, want %d:\n%s", got, want, buf.String())
+			}
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if i, j := strings.Index(buf.String(), `"first"`), strings.Index(buf.String(), `"second"`); i < 0 || j < i {
+				t.Fatalf("lines missing or out of order:\n%s", buf.String())
+			}
+		})
+	}
+}
+
 func BenchmarkAccess(b *testing.B) {
 	h := logjson.New(discard{}, nil)
 	a := &logjson.Access{Time: time.Now(), Level: slog.LevelInfo, RequestID: "req_01JTESTTESTTESTTESTTESTTEST", Method: "GET", Route: "GET /v1/leads/{id}", Path: "/v1/leads/lead_1", Status: 200, Bytes: 321, Duration: time.Millisecond}

@@ -46,11 +46,13 @@ type stateCtx struct {
 	st *state
 }
 
+// Value serves the state and the principal; type assertions keep it
+// cheaper than interface comparisons, as it runs several times per request.
 func (c *stateCtx) Value(key any) any {
-	switch key {
-	case stateKey{}:
+	if _, ok := key.(stateKey); ok {
 		return c.st
-	case auth.PrincipalKey:
+	}
+	if auth.IsPrincipalKey(key) {
 		if a := c.st.authed; a != nil {
 			return &a.principal
 		}

@@ -1,12 +1,14 @@
 // Command loopserver serves one JSON route three ways, for the loopback
-// throughput comparison in bench/loopback.sh:
+// throughput comparison in bench/loopback.sh, each on its own port from
+// one process (bare on -port, core on -port+1, full on -port+2), so that
+// a load generator can alternate between them in short slices:
 //
-//	-mode bare   the handler alone
-//	-mode core   RequestID, Logger (access line per request), Recover, Router
-//	-mode full   core plus Auth with a cached key and RateLimit (memory store)
+//	bare   the handler alone
+//	core   RequestID, Logger (access line per request), Recover, Router
+//	full   core plus Auth with a cached key and RateLimit (memory store)
 //
 // The access log goes to stderr through logjson, buffered as serve does.
-// With -mode full it prints the API key to use on stdout.
+// It prints the API key for full on stdout, then "ready".
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -48,8 +51,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loopserver", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
-	mode := fs.String("mode", "bare", "bare, core or full")
+	port := fs.Int("port", 18090, "port of bare; core and full listen on the next two")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here until SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,41 +59,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logs := logjson.New(stderr, &logjson.Options{BufferSize: 32 << 10, FlushInterval: 200 * time.Millisecond})
 	defer logs.Close()
 	log := slog.New(logs)
-	rt := middleware.NewRouter()
-	var h http.Handler
-	switch *mode {
-	case "bare":
-		h = http.HandlerFunc(helloHandler)
-	case "core":
-		rt.HandleFunc("GET /v1/hello", helloHandler)
-		h = middleware.Chain(middleware.RequestID(nil), middleware.Logger(log, nil), middleware.Recover(log))(rt)
-	case "full":
-		dir, err := os.MkdirTemp("", "loopserver")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		st, err := sqlite.Open(ctx, filepath.Join(dir, "db"))
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		acc, _, err := st.EnsureAccount(ctx, "bench")
-		if err != nil {
-			return err
-		}
-		key, err := api.CreateKey(ctx, st, acc.ID, api.KeyRequest{Name: "bench", Scopes: []string{"*"}, Rate: "1000000000/1s"})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, key.Secret)
-		v := auth.NewVerifier(store.AuthKeys(st))
-		rl := middleware.RateLimit(middleware.RateLimitConfig{Store: ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), Default: ratelimit.Policy{Limit: 1e9, Window: time.Second}})
-		rt.Handle("GET /v1/hello", middleware.Chain(middleware.Auth(v, nil), rl)(http.HandlerFunc(helloHandler)))
-		h = middleware.Chain(middleware.RequestID(nil), middleware.Logger(log, nil), middleware.Recover(log))(rt)
-	default:
-		return fmt.Errorf("unknown mode %q", *mode)
+
+	coreRt := middleware.NewRouter()
+	coreRt.HandleFunc("GET /v1/hello", helloHandler)
+	core := middleware.Chain(middleware.RequestID(nil), middleware.Logger(log, nil), middleware.Recover(log))(coreRt)
+
+	dir, err := os.MkdirTemp("", "loopserver")
+	if err != nil {
+		return err
 	}
+	defer os.RemoveAll(dir)
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	acc, _, err := st.EnsureAccount(ctx, "bench")
+	if err != nil {
+		return err
+	}
+	key, err := api.CreateKey(ctx, st, acc.ID, api.KeyRequest{Name: "bench", Scopes: []string{"*"}, Rate: "1000000000/1s"})
+	if err != nil {
+		return err
+	}
+	v := auth.NewVerifier(store.AuthKeys(st))
+	rl := middleware.RateLimit(middleware.RateLimitConfig{Store: ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), Default: ratelimit.Policy{Limit: 1e9, Window: time.Second}})
+	fullRt := middleware.NewRouter()
+	fullRt.Handle("GET /v1/hello", middleware.Chain(middleware.Auth(v, nil), rl)(http.HandlerFunc(helloHandler)))
+	full := middleware.Chain(middleware.RequestID(nil), middleware.Logger(log, nil), middleware.Recover(log))(fullRt)
+
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -102,12 +98,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	go func() { <-ctx.Done(); srv.Close() }()
-	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
+	servers := make([]*http.Server, 0, 3)
+	listeners := make([]net.Listener, 0, 3)
+	for i, h := range []http.Handler{http.HandlerFunc(helloHandler), core, full} {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port+i))
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, ln)
+		servers = append(servers, &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second})
+	}
+	fmt.Fprintln(stdout, key.Secret)
+	fmt.Fprintln(stdout, "ready")
+	errs := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errs <- srv.Serve(listeners[i]) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errs:
 		return err
+	}
+	for _, srv := range servers {
+		srv.Close()
 	}
 	return nil
 }
