@@ -121,11 +121,15 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 		body, merr = json.Marshal(problem(e, status, details, r))
 	} else {
 		h.Set("Content-Type", ContentTypeJSON)
-		env := envelope{Error: wireBody{Code: e.Code, Message: e.Message, Details: details}}
-		if r != nil && OptionsFrom(r.Context()).SuccessField {
-			env.Success = &falseValue
+		success := r != nil && OptionsFrom(r.Context()).SuccessField
+		var ok bool
+		if body, ok = appendEnvelope(make([]byte, 0, 256), e.Code, e.Message, details, success); !ok {
+			env := envelope{Error: wireBody{Code: e.Code, Message: e.Message, Details: details}}
+			if success {
+				env.Success = &falseValue
+			}
+			body, merr = json.Marshal(env)
 		}
-		body, merr = json.Marshal(env)
 	}
 	if merr != nil {
 		// A detail value that cannot be encoded is a programming error;

@@ -1,0 +1,92 @@
+package apierror
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+)
+
+// maxFastDetails is the most details appendEnvelope sorts on the stack.
+const maxFastDetails = 16
+
+// appendEnvelope appends the envelope of code, message and details to b
+// exactly as json.Marshal would encode it (keys sorted, HTML characters
+// escaped), without reflection: error answers are a hot path when a server
+// refuses a flood (429, 503 overloaded, 401). It reports false, having
+// appended nothing, when a detail value is of a type it does not encode
+// (anything but strings, integers, booleans and string slices), so that
+// the caller falls back to json.Marshal.
+func appendEnvelope(b []byte, code Code, message string, details Details, success bool) ([]byte, bool) {
+	if len(details) > maxFastDetails {
+		return b, false
+	}
+	var kbuf [maxFastDetails]string
+	keys := kbuf[:0]
+	for k, v := range details {
+		switch v.(type) {
+		case string, Code, int, int64, bool, []string:
+		default:
+			return b, false
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if success {
+		b = append(b, `{"success":false,"error":{"code":`...)
+	} else {
+		b = append(b, `{"error":{"code":`...)
+	}
+	b = appendJSONString(b, string(code))
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, message)
+	b = append(b, `,"details":{`...)
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		switch v := details[k].(type) {
+		case string:
+			b = appendJSONString(b, v)
+		case Code:
+			b = appendJSONString(b, string(v))
+		case int:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+		case bool:
+			b = strconv.AppendBool(b, v)
+		case []string:
+			if v == nil {
+				b = append(b, "null"...)
+				break
+			}
+			b = append(b, '[')
+			for j, s := range v {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, s)
+			}
+			b = append(b, ']')
+		}
+	}
+	return append(b, "}}}"...), true
+}
+
+// appendJSONString appends s as encoding/json encodes a string. Strings of
+// printable ASCII without '"', '\\', '<', '>' and '&' are quoted as they
+// are; any other goes through encoding/json, so the escaping rules (HTML
+// characters, U+2028, invalid UTF-8) stay exactly its own.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
