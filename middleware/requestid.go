@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"time"
+	"unsafe"
 
 	"github.com/oklog/ulid/v2"
 
@@ -34,7 +35,7 @@ func RequestID(now func() time.Time) Middleware {
 				if in := r.Header[apierror.HeaderRequestID]; len(in) > 0 && ValidRequestID(in[0]) {
 					st.id = in[0]
 				} else {
-					st.id = newRequestID(st.start)
+					st.setNewID()
 				}
 			}
 			st.hdr[0] = st.id
@@ -59,16 +60,20 @@ func ValidRequestID(id string) bool {
 	return true
 }
 
-// newRequestID returns "req_" and a ULID for t: 48 bits of milliseconds
-// and 80 random bits from the runtime's per-thread generator (no lock, no
-// allocation beyond the string).
-func newRequestID(t time.Time) string {
+// idPrefix starts every request id tollgate makes.
+const idPrefix = "req_"
+
+// setNewID gives the request a new id, "req_" and a ULID of its start
+// time: 48 bits of milliseconds and 80 random bits from the runtime's
+// per-thread generator (no lock). The id's bytes live in the state itself,
+// which the id string aliases: the state outlives every holder of the
+// string, and idBuf is never written again.
+func (st *state) setNewID() {
 	var id ulid.ULID
-	_ = id.SetTime(ulid.Timestamp(t))
+	_ = id.SetTime(ulid.Timestamp(st.start))
 	binary.BigEndian.PutUint64(id[6:14], rand.Uint64())
 	binary.BigEndian.PutUint16(id[14:], uint16(rand.Uint32()))
-	var b [4 + ulid.EncodedSize]byte
-	copy(b[:], "req_")
-	_ = id.MarshalTextTo(b[4:])
-	return string(b[:])
+	copy(st.idBuf[:], idPrefix)
+	_ = id.MarshalTextTo(st.idBuf[len(idPrefix):])
+	st.id = unsafe.String(&st.idBuf[0], len(st.idBuf))
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/auth"
 )
@@ -17,10 +19,14 @@ import (
 // with the context that carries it and the ResponseWriter that records
 // the response, so the core chain costs few allocations.
 type state struct {
-	ctx   stateCtx
-	rec   recorder
-	hdr   [1]string
-	id    string
+	ctx stateCtx
+	rec recorder
+	hdr [1]string
+	id  string
+	// idBuf holds a request id this chain made, and id then aliases it
+	// (see setNewID): one allocation less per request. It is written once,
+	// before id is set, and never again.
+	idBuf [len(idPrefix) + ulid.EncodedSize]byte
 	start time.Time
 	route string
 	keyID string
