@@ -39,6 +39,9 @@ func appendEnvelope(b []byte, code Code, message string, details Details, succes
 	b = appendJSONString(b, string(code))
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, message)
+	if details == nil {
+		return append(b, `,"details":null}}`...), true
+	}
 	b = append(b, `,"details":{`...)
 	for i, k := range keys {
 		if i > 0 {

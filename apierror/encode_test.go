@@ -47,8 +47,13 @@ func TestAppendEnvelopeMatchesMarshal(t *testing.T) {
 	}
 	for i := range 20000 {
 		details := Details{}
+		if i%1000 == 0 {
+			details = nil
+		}
 		for range r.IntN(6) {
-			details[str()] = value()
+			if details != nil {
+				details[str()] = value()
+			}
 		}
 		code, msg, success := Code(str()), str(), i%2 == 0
 		got, ok := appendEnvelope(nil, code, msg, details, success)

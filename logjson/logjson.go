@@ -5,12 +5,12 @@
 // Access lines, one per HTTP request, are encoded by appending (no
 // reflection, no allocation) in the same JSON shape, and may be buffered
 // and flushed in batches, so logging every request does not cost a write
-// system call each. An access line that reports a failure of the server
-// itself (status 500, or any line with an error cause) and any other record
-// flush the buffer first and are written at once, so order is kept and
-// errors reach the log immediately. Refusals without a cause, such as 503
-// overloaded or maintenance, stay buffered: they come in floods, exactly
-// when the server can least afford a system call each.
+// system call each. An access line that reports a failure (any 5xx but
+// 503, or any line with an error cause) and any other record flush the
+// buffer first and are written at once, so order is kept and errors reach
+// the log immediately. A 503 without a cause (load shedding, maintenance)
+// stays buffered: those come in floods, exactly when the server can least
+// afford a system call each.
 package logjson
 
 import (
@@ -152,17 +152,18 @@ const AccessMessage = "request"
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // Access writes one access line if a.Level is enabled. It does not
-// allocate. A line with status 500 or an error cause is written at once;
-// others are buffered when the Handler buffers.
+// allocate. A line with a 5xx status other than 503, or with an error
+// cause, is written at once; others are buffered when the Handler buffers.
 func (h *Handler) Access(a *Access) {
 	if a.Level < h.level.Level() {
 		return
 	}
 	s := h.sink
-	if a.Status != 500 && a.Error == "" {
+	urgent := a.Error != "" || a.Status >= 500 && a.Status != 503
+	if !urgent && s.max > 0 {
 		// Buffered: encode straight into the sink's buffer.
 		s.mu.Lock()
-		if s.max > 0 && !s.isClosed() {
+		if !s.isClosed() {
 			s.buf = h.appendAccess(s.buf, a)
 			if len(s.buf) >= s.max {
 				_, _ = s.w.Write(s.buf)
@@ -215,8 +216,8 @@ func (h *Handler) appendAccess(b []byte, a *Access) []byte {
 
 // appendMillis appends d in milliseconds with microsecond precision, as
 // strconv.AppendFloat(b, durationMillis(d), 'f', -1, 64) would ("12",
-// "0.25", "1.234") for any duration a float64 of microseconds holds
-// exactly (below 2^53 µs), without the float formatting.
+// "0.25", "1.234") for any duration below 2^43 ms (about 279 years, past
+// which the float's digits run out), without the float formatting.
 func appendMillis(b []byte, d time.Duration) []byte {
 	us := d.Microseconds()
 	if us < 0 {

@@ -71,9 +71,10 @@ func TestBufferedOrder(t *testing.T) {
 	}
 }
 
-// TestAccessUrgency checks which access lines skip the buffer: a 500 or a
-// line with an error cause is written at once (after what is buffered); a
-// refusal without a cause, even a 503 at ERROR level, waits for the flush.
+// TestAccessUrgency checks which access lines skip the buffer: a 5xx other
+// than 503, or a line with an error cause, is written at once (after what
+// is buffered); a 503 without a cause, even at ERROR level, waits for the
+// flush.
 func TestAccessUrgency(t *testing.T) {
 	cases := []struct {
 		name string
@@ -83,6 +84,8 @@ func TestAccessUrgency(t *testing.T) {
 		{"200", logjson.Access{Status: 200, Level: slog.LevelInfo}, false},
 		{"429", logjson.Access{Status: 429, Level: slog.LevelInfo}, false},
 		{"503 overloaded", logjson.Access{Status: 503, Level: slog.LevelError}, false},
+		{"502", logjson.Access{Status: 502, Level: slog.LevelError}, true},
+		{"504", logjson.Access{Status: 504, Level: slog.LevelError}, true},
 		{"503 with a cause", logjson.Access{Status: 503, Level: slog.LevelError, Error: "dial tcp: connection refused"}, true},
 		{"500", logjson.Access{Status: 500, Level: slog.LevelError}, true},
 	}

@@ -3,6 +3,7 @@ package middleware
 import (
 	"maps"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,13 +24,31 @@ import (
 // literal path (no host, no wildcard, no trailing slash) goes straight to
 // that pattern's handler: no other pattern can be more specific, so this
 // is the route ServeMux would pick, found with one map lookup instead of
-// its tree walk. Everything else goes to the ServeMux.
+// its tree walk, and r.Pattern is set as ServeMux sets it. Everything else
+// goes to the ServeMux. (One difference: a Router mounted under another
+// ServeMux's wildcard pattern leaves that pattern's path values readable
+// on the fast path, where ServeMux would clear them.)
 type Router struct {
 	mux   *http.ServeMux
 	mu    sync.Mutex                         // serialises registrations
 	exact atomic.Pointer[map[string][]route] // path → routes; copied on write
 	hosts bool                               // a host pattern exists: no exact lookups
 }
+
+// muxHasPatterns reports whether ServeMux matches Go 1.22 patterns, which
+// GODEBUG=httpmuxgo121=1 turns off; the exact-route lookup is then off
+// too.
+var muxHasPatterns = sync.OnceValue(func() (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	m := http.NewServeMux()
+	m.HandleFunc("GET /probe", func(http.ResponseWriter, *http.Request) {})
+	_, p := m.Handler(&http.Request{Method: http.MethodGet, Host: "localhost", URL: &url.URL{Path: "/probe"}})
+	return p == "GET /probe"
+})
 
 // route is a pattern with a method and a literal path.
 type route struct {
@@ -53,17 +72,17 @@ func (rt *Router) Handle(pattern string, h http.Handler) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.mux.Handle(pattern, h)
-	method, path, ok := strings.Cut(strings.TrimLeft(pattern, " \t"), " ")
-	if !ok {
-		method, path = "", pattern
+	// Split as ServeMux does: the method ends at the first space or tab.
+	method, path := "", pattern
+	if i := strings.IndexAny(pattern, " \t"); i >= 0 {
+		method, path = pattern[:i], strings.TrimLeft(pattern[i+1:], " \t")
 	}
-	path = strings.TrimLeft(path, " \t")
 	switch {
 	case !strings.HasPrefix(path, "/"):
 		rt.hosts = true
 		rt.exact.Store(nil)
 		return
-	case rt.hosts, method == "", strings.HasSuffix(path, "/"), strings.ContainsAny(path, "{}%"):
+	case rt.hosts, method == "", !muxHasPatterns(), strings.HasSuffix(path, "/"), strings.ContainsAny(path, "{}%"):
 		return
 	}
 	next := map[string][]route{}

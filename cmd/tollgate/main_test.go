@@ -245,6 +245,7 @@ func TestRaiseProcs(t *testing.T) {
 	}{
 		{"one P is raised", 1, "", minProcs, true},
 		{"the environment wins", 1, "1", 1, false},
+		{"a value the runtime ignores does not count", 1, "abc", minProcs, true},
 		{"more are kept", 3, "", 3, false},
 	}
 	for _, c := range cases {

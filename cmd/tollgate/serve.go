@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,11 +35,14 @@ import (
 const minProcs = 2
 
 // raiseProcs sets GOMAXPROCS to minProcs when it is lower and the
-// GOMAXPROCS environment variable (read with getenv) does not set it. It
-// returns the value it found and whether it raised it.
+// GOMAXPROCS environment variable (read with getenv) does not set it to a
+// positive number, the only values the runtime obeys. It returns the value
+// it found and whether it raised it. Setting GOMAXPROCS stops the runtime
+// from following later changes of the CPU quota, so it does so only when
+// it must.
 func raiseProcs(getenv func(string) string) (was int, raised bool) {
 	was = runtime.GOMAXPROCS(0)
-	if was >= minProcs || getenv("GOMAXPROCS") != "" {
+	if n, err := strconv.Atoi(getenv("GOMAXPROCS")); was >= minProcs || err == nil && n > 0 {
 		return was, false
 	}
 	runtime.GOMAXPROCS(minProcs)

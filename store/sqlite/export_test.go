@@ -2,22 +2,12 @@ package sqlite
 
 import "testing"
 
-// Checkpoint runs one background checkpoint now, for tests.
-func Checkpoint(t *testing.T, db *DB) (frames, done int) {
-	t.Helper()
-	frames, done, err := db.checkpoint(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return frames, done
-}
-
 // Pragmas reads the connection settings of both pools, keyed "w.<name>"
 // and "r.<name>", for tests.
 func Pragmas(t *testing.T, db *DB) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, name := range []string{"journal_mode", "synchronous", "foreign_keys", "busy_timeout", "query_only", "wal_autocheckpoint"} {
+	for _, name := range []string{"journal_mode", "synchronous", "foreign_keys", "busy_timeout", "query_only"} {
 		var v string
 		if err := db.w.QueryRow("PRAGMA " + name).Scan(&v); err != nil {
 			t.Fatalf("writer PRAGMA %s: %v", name, err)

@@ -12,14 +12,6 @@
 // SQLITE_BUSY; reads use a separate pool of read-only connections, which WAL
 // lets run beside the writer. busy_timeout (5 s) covers other processes
 // writing the same file, such as the tollgate CLI.
-//
-// Checkpoints: SQLite's automatic checkpoint runs inside the commit that
-// crosses 1,000 WAL pages, so every few hundred writes one of them stalls
-// for the whole copy and its syncs, and every writer queued behind it
-// waits too. The writer turns it off (wal_autocheckpoint=0); a background
-// loop on a connection of its own runs PASSIVE checkpoints instead
-// (every 200 ms by default), which never block the writer or the readers.
-// Close checkpoints what is left.
 package sqlite
 
 import (
@@ -46,10 +38,7 @@ type DB struct {
 	path string
 	w    *sql.DB // one connection: every write
 	r    *sql.DB // read-only connections
-	ck   *sql.DB // one connection: background checkpoints
 	now  func() time.Time
-	stop chan struct{}
-	done chan struct{}
 }
 
 var _ store.Store = (*DB)(nil)
@@ -58,9 +47,8 @@ var _ store.Store = (*DB)(nil)
 type Option func(*options)
 
 type options struct {
-	now             func() time.Time
-	readConns       int
-	checkpointEvery time.Duration
+	now       func() time.Time
+	readConns int
 }
 
 // WithClock sets the clock for created/updated times and IDs. Default
@@ -74,13 +62,7 @@ func WithReadConns(n int) Option {
 	return func(o *options) { o.readConns = n }
 }
 
-// WithCheckpointInterval sets how often the background loop checkpoints
-// the WAL into the database file. Default 200 ms.
-func WithCheckpointInterval(d time.Duration) Option {
-	return func(o *options) { o.checkpointEvery = d }
-}
-
-// dsn settings shared by all pools. modernc.org/sqlite runs busy_timeout
+// dsn settings shared by both pools. modernc.org/sqlite runs busy_timeout
 // first, then the other _pragma values.
 const commonDSN = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
 
@@ -88,14 +70,14 @@ const commonDSN = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=sy
 // applies any pending migrations. path is a file name, not a URI; ":memory:"
 // is refused because the two pools would see two different databases.
 func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
-	o := options{readConns: max(4, runtime.GOMAXPROCS(0)), checkpointEvery: 200 * time.Millisecond}
+	o := options{readConns: max(4, runtime.GOMAXPROCS(0))}
 	for _, f := range opts {
 		f(&o)
 	}
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("sqlite: open %q: want a plain file path", path)
 	}
-	w, err := sql.Open("sqlite", path+"?"+commonDSN+"&_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
+	w, err := sql.Open("sqlite", path+"?"+commonDSN+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -119,47 +101,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, wrapErr(err))
 	}
-	ck, err := sql.Open("sqlite", path+"?"+commonDSN)
-	if err != nil {
-		w.Close()
-		r.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
-	ck.SetMaxOpenConns(1)
-	ck.SetMaxIdleConns(1)
-	ck.SetConnMaxIdleTime(0)
-	db := &DB{path: path, w: w, r: r, ck: ck, now: store.Clock(o.now), stop: make(chan struct{}), done: make(chan struct{})}
-	go db.checkpoints(o.checkpointEvery)
-	return db, nil
-}
-
-// checkpoints runs a PASSIVE checkpoint every interval until Close. A
-// failed one (the file busy with another process's checkpoint, say) is
-// tried again at the next tick.
-func (db *DB) checkpoints(every time.Duration) {
-	defer close(db.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-db.stop:
-			return
-		case <-t.C:
-			_, _, _ = db.checkpoint(context.Background())
-		}
-	}
-}
-
-// checkpoint copies the WAL frames no reader still needs into the
-// database file without waiting for, or blocking, the writer and the
-// readers. It returns the WAL's size in frames and how many of them are
-// now in the database file.
-func (db *DB) checkpoint(ctx context.Context) (frames, done int, err error) {
-	var busy int
-	if err := db.ck.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done); err != nil {
-		return 0, 0, fmt.Errorf("sqlite: checkpoint: %w", wrapErr(err))
-	}
-	return frames, done, nil
+	return &DB{path: path, w: w, r: r, now: store.Clock(o.now)}, nil
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -188,17 +130,10 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the checkpoint loop and closes the pools, the writer's last,
-// so that its connection is the last one and SQLite checkpoints the WAL
-// into the file.
+// Close closes both pools, readers first, so that the writer's connection
+// is the last one and SQLite checkpoints the WAL into the file.
 func (db *DB) Close() error {
-	select {
-	case <-db.stop:
-	default:
-		close(db.stop)
-	}
-	<-db.done
-	return errors.Join(db.r.Close(), db.ck.Close(), db.w.Close())
+	return errors.Join(db.r.Close(), db.w.Close())
 }
 
 // inTx runs f in a write (BEGIN IMMEDIATE) transaction and commits it if f

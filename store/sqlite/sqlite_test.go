@@ -65,9 +65,6 @@ func TestPragmas(t *testing.T) {
 			t.Errorf("reader PRAGMA %s = %q, want %q", k, got["r."+k], v)
 		}
 	}
-	if got["w.wal_autocheckpoint"] != "0" {
-		t.Errorf("writer PRAGMA wal_autocheckpoint = %q, want 0: commits must not checkpoint", got["w.wal_autocheckpoint"])
-	}
 	if got["r.query_only"] != "1" {
 		t.Errorf("reader PRAGMA query_only = %q, want 1", got["r.query_only"])
 	}
@@ -154,33 +151,5 @@ func TestTwoHandlesOneFile(t *testing.T) {
 	}
 	if len(list) != 2*perHandle {
 		t.Errorf("leads = %d, want %d", len(list), 2*perHandle)
-	}
-}
-
-// TestCommitsDoNotCheckpoint checks that no commit copies the WAL into the
-// database file (the copy would stall it and every writer behind it) and
-// that the background checkpoint copies all of it.
-func TestCommitsDoNotCheckpoint(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ck.db")
-	db, err := sqlite.Open(t.Context(), path, sqlite.WithCheckpointInterval(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	// Well past SQLite's automatic threshold of 1,000 pages.
-	for i := range 1500 {
-		if _, err := db.CreateAccount(t.Context(), fmt.Sprintf("account-%04d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	frames, done := sqlite.Checkpoint(t, db)
-	if frames <= 1000 {
-		t.Fatalf("WAL holds %d frames after 1,500 commits; want > 1,000 (a commit checkpointed)", frames)
-	}
-	if done != frames {
-		t.Fatalf("checkpoint copied %d of %d frames, want all", done, frames)
-	}
-	if _, err := db.AccountByName(t.Context(), "account-1499"); err != nil {
-		t.Fatalf("read after checkpoint: %v", err)
 	}
 }

@@ -26,6 +26,12 @@
 // a valid run has none. The report also gives how late the dispatcher itself
 // handed requests over (timer granularity, about 1 ms); that delay is part of
 // the measured latencies, so it must stay small next to them.
+//
+// With -rounds N the two phases alternate N times, each overload phase
+// offered against the capacity measured just before it, and a summary gives
+// the median of the rounds' ratios: the disk's sync latency, and with it
+// the capacity, drifts over tens of seconds on a shared host, and pairing
+// phases seconds apart keeps that drift out of the ratio.
 package main
 
 import (
@@ -36,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -64,6 +71,7 @@ func run(args []string) error {
 	dur := fs.Duration("duration", 5*time.Second, "length of each phase")
 	conns := fs.Int("conns", 512, "most connections for the overload phase")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
+	rounds := fs.Int("rounds", 1, "capacity + overload pairs to run, each overload offered against the capacity just measured")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,8 +85,8 @@ func run(args []string) error {
 	if *key == "" || strings.ContainsAny(*key, "\r\n ") {
 		return fmt.Errorf("-key must be an API key")
 	}
-	if *clients < 1 || *conns < 1 || *factor <= 0 || *dur <= 0 || *timeout <= 0 {
-		return fmt.Errorf("-clients, -conns, -factor, -duration and -timeout must be positive")
+	if *clients < 1 || *conns < 1 || *factor <= 0 || *dur <= 0 || *timeout <= 0 || *rounds < 1 {
+		return fmt.Errorf("-clients, -conns, -factor, -duration, -timeout and -rounds must be positive")
 	}
 	t := &target{
 		addr:    net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "80")),
@@ -86,30 +94,60 @@ func run(args []string) error {
 		timeout: *timeout,
 	}
 
+	var results []roundResult
+	for r := 1; r <= *rounds; r++ {
+		if *rounds > 1 {
+			fmt.Printf("== round %d of %d\n", r, *rounds)
+		}
+		res, err := oneRound(t, *clients, *factor, *dur, *conns)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+	}
+	if len(results) > 1 {
+		summarize(results)
+	}
+	return nil
+}
+
+// roundResult is what one capacity + overload pair measured.
+type roundResult struct {
+	ratio    float64 // admitted p99 / unloaded p99
+	offered  float64 // offered rate / capacity
+	bad      int     // 500s, client errors and timeouts, 503s without Retry-After
+	dropped  int     // requests the generator could not send on time
+	refused  int
+	admitted int
+}
+
+// oneRound measures capacity closed loop, then offers factor × that open
+// loop, and prints both phases.
+func oneRound(t *target, clients int, factor float64, dur time.Duration, conns int) (roundResult, error) {
 	// Phase 1: capacity, closed loop.
-	capStats, elapsed := capacity(t, *clients, *dur)
+	capStats, elapsed := capacity(t, clients, dur)
 	ok := capStats.latencies[201]
 	if len(ok) == 0 {
 		capStats.report("  ")
-		return fmt.Errorf("no 201 in the capacity phase (statuses %v); check -key", capStats.status)
+		return roundResult{}, fmt.Errorf("no 201 in the capacity phase (statuses %v); check -key", capStats.status)
 	}
 	capRate := float64(len(ok)) / elapsed.Seconds()
 	unloaded := pct(ok, 99)
-	fmt.Printf("capacity %.0f req/s with %d clients, p99 %v\n", capRate, *clients, round(unloaded))
+	fmt.Printf("capacity %.0f req/s with %d clients, p99 %v\n", capRate, clients, round(unloaded))
 	if n := capStats.errors(); n > 0 || len(capStats.status) > 1 {
 		fmt.Printf("  capacity phase also saw: statuses %v, client errors/timeouts %d\n", capStats.status, n)
 		capStats.report("  ")
 	}
 
 	// Phase 2: overload, open loop.
-	o := overload(t, *factor*capRate, *dur, *conns)
+	o := overload(t, factor*capRate, dur, conns)
 	s := o.stats
 	offered := float64(s.sent) / dur.Seconds()
 	admitted := s.latencies[201]
 	refused := s.latencies[503]
 	p99 := pct(admitted, 99)
 	fmt.Printf("offered %.0f req/s (%.2f× capacity) for %v: admitted %d (%.0f req/s) p99 %v = %.2f× unloaded p99\n",
-		offered, offered/capRate, *dur, len(admitted), float64(len(admitted))/dur.Seconds(), round(p99), float64(p99)/float64(unloaded))
+		offered, offered/capRate, dur, len(admitted), float64(len(admitted))/dur.Seconds(), round(p99), float64(p99)/float64(unloaded))
 	other := maps.Clone(s.status)
 	delete(other, 201)
 	delete(other, 503)
@@ -119,9 +157,39 @@ func run(args []string) error {
 	fmt.Printf("latency 201 p50 %v p99 %v; 503 p50 %v p99 %v\n",
 		round(pct(admitted, 50)), round(p99), round(pct(refused, 50)), round(pct(refused, 99)))
 	fmt.Printf("generator could not send: %d (target %.0f req/s; %d connections; dispatched late by p99 %v, max %v)\n",
-		o.dropped, *factor*capRate, o.workers, round(pct(o.late, 99)), round(pct(o.late, 100)))
+		o.dropped, factor*capRate, o.workers, round(pct(o.late, 99)), round(pct(o.late, 100)))
 	s.report("  ")
-	return nil
+	return roundResult{
+		ratio:    float64(p99) / float64(unloaded),
+		offered:  offered / capRate,
+		bad:      s.status[500] + s.errors() + s.noRetryAfter,
+		dropped:  o.dropped,
+		refused:  len(refused),
+		admitted: len(admitted),
+	}, nil
+}
+
+// summarize prints the rounds' admitted-p99 ratios: median, range, and
+// how many stayed within 2×, with the totals that must be 0.
+func summarize(rs []roundResult) {
+	ratios := make([]float64, len(rs))
+	within, bad, dropped, refused, admitted := 0, 0, 0, 0, 0
+	minOffered := math.Inf(1)
+	for i, r := range rs {
+		ratios[i] = r.ratio
+		if r.ratio <= 2 {
+			within++
+		}
+		bad += r.bad
+		dropped += r.dropped
+		refused += r.refused
+		admitted += r.admitted
+		minOffered = min(minOffered, r.offered)
+	}
+	slices.Sort(ratios)
+	fmt.Printf("== %d rounds: admitted p99 / unloaded p99 median %.2f× (min %.2f×, max %.2f×), within 2× in %d; offered ≥ %.2f× capacity; "+
+		"admitted %d, refused 503 %d; 500s + client errors/timeouts + 503s without Retry-After: %d; not sent: %d\n",
+		len(rs), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], within, minOffered, admitted, refused, bad, dropped)
 }
 
 // target is the server and the fixed part of every request.
