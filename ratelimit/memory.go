@@ -168,15 +168,17 @@ func validPolicy(p *Policy, cost int) bool {
 // takeOne decides a single-policy request into r: lock-free when the key
 // and its slot exist, under the shard's mutex otherwise.
 func (s *MemoryStore) takeOne(r *Result, now int64, key string, p *Policy, cost int) error {
-	if !validPolicy(p, cost) {
-		return ValidateTake([]Policy{*p}, cost)
-	}
 	h := maphash.String(s.seed, key)
 	sh := &s.shards[h&(numShards-1)]
 	if e := sh.table.Load().lookup(h, key); e != nil {
-		if sl := e.slotFor(p); sl != nil && decideOne(r, sl, p, now, cost) {
+		// A slot exists only for a valid policy, so only the cost is
+		// left to check.
+		if sl := e.slotFor(p); sl != nil && cost >= 0 && int64(cost) <= sl.burst && decideOne(r, sl, p, now, cost) {
 			return nil
 		}
+	}
+	if !validPolicy(p, cost) {
+		return ValidateTake([]Policy{*p}, cost)
 	}
 
 	sh.mu.Lock()
