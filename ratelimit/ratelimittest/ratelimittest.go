@@ -249,6 +249,18 @@ func testInvalid(t *testing.T, s ratelimit.Store) {
 			}
 		})
 	}
+	// The same refusals for a key whose state already exists.
+	if _, err := s.Take(context.Background(), "invalid-known", []ratelimit.Policy{ok}, 0); err != nil {
+		t.Fatalf("Take(cost 0): %v", err)
+	}
+	for _, cost := range []int{-1, 6} {
+		if got, err := s.Take(context.Background(), "invalid-known", []ratelimit.Policy{ok}, cost); err == nil {
+			t.Errorf("Take(known key, cost %d) = %+v, want error", cost, got)
+		}
+	}
+	if got, err := s.Take(context.Background(), "invalid-known", []ratelimit.Policy{ok}, 5); err != nil || !got.Allowed {
+		t.Errorf("Take(known key, cost 5) after invalid calls = %+v, %v; want allowed", got, err)
+	}
 	// The invalid calls consumed nothing.
 	got, err := s.Take(context.Background(), "invalid", []ratelimit.Policy{ok}, 5)
 	if err != nil || !got.Allowed {
