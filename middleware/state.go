@@ -19,6 +19,7 @@ import (
 // with the context that carries it and the ResponseWriter that records
 // the response, so the core chain costs few allocations.
 type state struct {
+	req http.Request // the request as passed on, carrying ctx
 	ctx stateCtx
 	rec recorder
 	hdr [1]string
@@ -80,7 +81,10 @@ func begin(w http.ResponseWriter, r *http.Request, now time.Time) (*state, http.
 	st := &state{start: now}
 	st.rec.ResponseWriter = w
 	st.ctx = stateCtx{Context: r.Context(), st: st}
-	return st, &st.rec, r.WithContext(&st.ctx)
+	// The request the chain passes on is WithContext's shallow copy, kept
+	// inside the state: one allocation for both.
+	st.req = *r.WithContext(&st.ctx)
+	return st, &st.rec, &st.req
 }
 
 // RequestIDFrom returns the request id of the request ctx belongs to, or
