@@ -115,6 +115,8 @@ func parseServe(e env, args []string) (serveConfig, error) {
 }
 
 func serveCmd(ctx context.Context, e env, args []string) error {
+	// Before the flags: --max-concurrency's default is read from GOMAXPROCS.
+	was, raised := raiseProcs(os.Getenv)
 	c, err := parseServe(e, args)
 	if err != nil {
 		return err
@@ -122,7 +124,7 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	logs := logjson.New(e.stderr, &logjson.Options{Level: c.level, BufferSize: 32 << 10, FlushInterval: 200 * time.Millisecond})
 	defer logs.Close()
 	log := slog.New(logs)
-	if was, raised := raiseProcs(os.Getenv); raised {
+	if raised {
 		log.Info("GOMAXPROCS raised", "from", was, "to", minProcs)
 	}
 
