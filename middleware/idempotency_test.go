@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,25 +26,12 @@ import (
 	"github.com/tollgate-dev/tollgate/store/sqlite"
 )
 
-// idemClock is a settable clock for the store.
-type idemClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *idemClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *idemClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // idemEnv is Idempotency over a real SQLite store, in front of test
 // handlers that count their runs.
 type idemEnv struct {
 	t       *testing.T
 	st      *sqlite.DB
-	clock   *idemClock
+	clock   *testenv.Clock
 	acct    store.Account
 	other   store.Account
 	runs    atomic.Int64
@@ -66,7 +52,7 @@ func newIdemEnv(t *testing.T) *idemEnv {
 // when wall is set.
 func newIdemEnvWith(t *testing.T, wall bool, opts middleware.IdempotencyOptions) *idemEnv {
 	t.Helper()
-	c := &idemClock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	c := testenv.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	now := c.Now
 	if wall {
 		now = time.Now

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/internal/api"
 	"github.com/tollgate-dev/tollgate/internal/server"
+	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/logjson"
 	"github.com/tollgate-dev/tollgate/middleware"
 	"github.com/tollgate-dev/tollgate/ratelimit"
@@ -26,25 +26,12 @@ import (
 	"github.com/tollgate-dev/tollgate/store/sqlite"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is a server over a real SQLite store, with an account and its admin
 // key.
 type env struct {
 	t       *testing.T
 	st      store.Store
-	clock   *clock
+	clock   *testenv.Clock
 	h       http.Handler
 	account store.Account
 	admin   string
@@ -73,7 +60,7 @@ func newEnvAt(t *testing.T, path string) *env {
 func newEnvGuard(t *testing.T, st store.Store, guardLimit int) *env {
 	t.Helper()
 	ctx := context.Background()
-	c := &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	c := testenv.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	if st == nil {
 		db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "test.db"), sqlite.WithClock(c.Now))
 		if err != nil {

@@ -34,7 +34,7 @@ func instance(t *testing.T, url string, now func() time.Time) (http.Handler, sto
 // cache lifetime), on an injected clock.
 func TestRevocationAcrossInstances(t *testing.T) {
 	url := testenv.Postgres(t)
-	c := &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	c := testenv.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	a, db := instance(t, url, c.Now)
 	b, _ := instance(t, url, c.Now)
 	ctx := context.Background()

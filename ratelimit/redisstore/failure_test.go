@@ -93,7 +93,7 @@ func TestRedisKilled(t *testing.T) {
 			// attempt moves the local clock past the cool-down.
 			recovered := false
 			for range 100 {
-				clock.Advance(cooldown)
+				clock.Add(cooldown)
 				r, err := a.Take(ctx, "probe", p, 0)
 				if err == nil && !r.Degraded {
 					recovered = true
@@ -147,7 +147,7 @@ func testRedisHung(t *testing.T, opts redisstore.Options) {
 	// the short timeout; a loaded machine may need a few tries.
 	healthy := false
 	for range 50 {
-		clock.Advance(cooldown)
+		clock.Add(cooldown)
 		if r, err := s.Take(ctx, "k", p, 0); err == nil && !r.Degraded {
 			healthy = true
 			break

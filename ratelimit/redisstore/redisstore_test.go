@@ -162,7 +162,7 @@ func TestDenyCache(t *testing.T) {
 
 	// Once the local clock passes the retry time the cache lets the request
 	// through to Redis, which (real time has hardly moved) denies it.
-	clock.Advance(6 * time.Minute)
+	clock.Add(6 * time.Minute)
 	if r, err := s.Take(ctx, "k", p, 1); err != nil || r.Allowed {
 		t.Errorf("Take after cache expiry = %+v, %v; want denied by Redis", r, err)
 	}
@@ -217,7 +217,7 @@ func TestDistributedExact(t *testing.T) {
 		client := redis.NewClient(patientClientOptions(addr))
 		defer client.Close()
 		clock := newFakeClock()
-		clock.Advance(time.Duration(i-1) * 5 * time.Second) // −5 s, 0, +5 s
+		clock.Add(time.Duration(i-1) * 5 * time.Second) // −5 s, 0, +5 s
 		s, err := redisstore.New(client, redisstore.Options{Prefix: prefix, Now: clock.Now, Timeout: patience})
 		if err != nil {
 			t.Fatal(err)
@@ -319,7 +319,7 @@ func TestBreakerSkipsRedis(t *testing.T) {
 	}
 	var perCall int64
 	for i, st := range steps {
-		clock.Advance(st.advance)
+		clock.Add(st.advance)
 		for range st.takes {
 			take()
 		}

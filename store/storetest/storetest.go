@@ -5,12 +5,12 @@ package storetest
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/store"
 )
 
@@ -51,25 +51,6 @@ func Run(t *testing.T, h Harness) {
 	t.Run("IdempotencyClosed", func(t *testing.T) { t.Parallel(); testIdempotencyClosed(t, h) })
 }
 
-// clock is a settable clock whose readings carry nanoseconds, to check
-// that backends store microseconds.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // micro is what a backend returns for a time it was given.
 func micro(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
@@ -78,13 +59,15 @@ func microPtr(t time.Time) *time.Time { m := micro(t); return &m }
 // env is one test's store and clock.
 type env struct {
 	s     store.Store
-	clock *clock
+	clock *testenv.Clock
 	ctx   context.Context
 }
 
 func newEnv(t *testing.T, h Harness) *env {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)}
+	// The readings carry nanoseconds, to check that backends store
+	// microseconds.
+	c := testenv.NewClock(time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC))
 	return &env{s: h.Open(t, c.Now), clock: c, ctx: t.Context()}
 }
 
