@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -59,22 +60,13 @@ func TestScopesMissing(t *testing.T) {
 				t.Errorf("%q.Missing(%q) mismatch (-want +got):\n%s", tt.have, tt.required, diff)
 			}
 			for _, r := range tt.required {
-				wantHas := !contains(tt.want, r)
+				wantHas := !slices.Contains(tt.want, r)
 				if tt.have.Has(r) != wantHas {
 					t.Errorf("%q.Has(%q) = %v, want %v", tt.have, r, !wantHas, wantHas)
 				}
 			}
 		})
 	}
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func TestKnownScopesAreScopes(t *testing.T) {

@@ -276,12 +276,9 @@ func (v *Verifier) Forget(hash [32]byte) {
 // Flush writes the key uses recorded since the last Flush to the store, in
 // one TouchKeys call. On failure the uses are kept for the next Flush.
 func (v *Verifier) Flush(ctx context.Context) error {
-	used := make(map[string]int64)
 	v.mu.Lock()
-	for id, n := range v.pending {
-		used[id] = n
-	}
-	clear(v.pending)
+	used := v.pending
+	v.pending = make(map[string]int64)
 	v.mu.Unlock()
 	for i := range v.shards {
 		sh := &v.shards[i]

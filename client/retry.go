@@ -31,19 +31,17 @@ const (
 // engine runs one request with the retry policy, the retry budget and
 // pacing. Client and Transport each own one; it is safe for concurrent use.
 type engine struct {
-	policy   Policy // with defaults
-	addKeys  bool
-	now      func() time.Time
-	sleep    func(ctx context.Context, d time.Duration) error
-	log      *slog.Logger
-	budget   *budget // nil when disabled
-	pacer    *pacer  // nil when disabled
-	newKeyFn func() string
+	policy Policy // with defaults
+	now    func() time.Time
+	sleep  func(ctx context.Context, d time.Duration) error
+	log    *slog.Logger
+	budget *budget // nil when disabled
+	pacer  *pacer  // nil when disabled
 }
 
 func newEngine(p Policy, now func() time.Time, sleep func(context.Context, time.Duration) error, log *slog.Logger) *engine {
 	p = p.withDefaults()
-	e := &engine{policy: p, addKeys: !p.DisableIdempotencyKeys, now: now, sleep: sleep, log: log, newKeyFn: newIdempotencyKey}
+	e := &engine{policy: p, now: now, sleep: sleep, log: log}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -98,9 +96,9 @@ func (e *engine) do(req *http.Request, send func(*http.Request) (*http.Response,
 	idempotent := true
 	switch req.Method {
 	case http.MethodPost, http.MethodPatch:
-		if req.Header.Get(HeaderIdempotencyKey) == "" && e.addKeys {
+		if req.Header.Get(HeaderIdempotencyKey) == "" && !e.policy.DisableIdempotencyKeys {
 			req = req.Clone(ctx) // shares Body and GetBody
-			req.Header.Set(HeaderIdempotencyKey, e.newKeyFn())
+			req.Header.Set(HeaderIdempotencyKey, newIdempotencyKey())
 		}
 		idempotent = req.Header.Get(HeaderIdempotencyKey) != ""
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,

@@ -1,7 +1,6 @@
 package redisstore_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -85,8 +84,4 @@ func newMetrics(t *testing.T) (*redisstore.Metrics, *prometheus.Registry) {
 		t.Fatal(err)
 	}
 	return m, reg
-}
-
-func uniqueKey(t *testing.T) string {
-	return fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
 }

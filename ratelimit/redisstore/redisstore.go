@@ -18,6 +18,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -153,8 +154,8 @@ func New(client redis.Scripter, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		client:   client,
-		prefix:   cmpOr(opts.Prefix, DefaultPrefix),
-		timeout:  cmpOr(opts.Timeout, DefaultTimeout),
+		prefix:   cmp.Or(opts.Prefix, DefaultPrefix),
+		timeout:  cmp.Or(opts.Timeout, DefaultTimeout),
 		failure:  opts.Failure,
 		fallback: opts.Fallback,
 		m:        opts.Metrics,
@@ -174,14 +175,14 @@ func New(client redis.Scripter, opts Options) (*Store, error) {
 	}
 	if p, ok := client.(interface{ Pipeline() redis.Pipeliner }); ok && opts.MaxBatch != 1 {
 		s.batch = &batcher{pipeline: p.Pipeline, timeout: s.timeout,
-			maxBatch: cmpOr(opts.MaxBatch, DefaultMaxBatch), maxLeaders: batchLeaders}
+			maxBatch: cmp.Or(opts.MaxBatch, DefaultMaxBatch), maxLeaders: batchLeaders}
 	}
 	if opts.DenyCacheSize >= 0 {
-		s.cache = newDenyCache(cmpOr(opts.DenyCacheSize, DefaultDenyCacheSize))
+		s.cache = newDenyCache(cmp.Or(opts.DenyCacheSize, DefaultDenyCacheSize))
 	}
 	s.breaker = breaker{
-		threshold: int32(cmpOr(opts.BreakerThreshold, DefaultBreakerThreshold)),
-		cooldown:  int64(cmpOr(opts.BreakerCooldown, DefaultBreakerCooldown)),
+		threshold: int32(cmp.Or(opts.BreakerThreshold, DefaultBreakerThreshold)),
+		cooldown:  int64(cmp.Or(opts.BreakerCooldown, DefaultBreakerCooldown)),
 		onChange: func(open bool) {
 			if open {
 				s.m.degraded.Set(1)
@@ -192,14 +193,6 @@ func New(client redis.Scripter, opts Options) (*Store, error) {
 	}
 	s.m.degraded.Set(0)
 	return s, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // ClientOptions returns options for a go-redis client at addr suited to a
