@@ -48,9 +48,6 @@ func (db *DB) ListLeads(ctx context.Context, accountID string, f store.LeadFilte
 	if err != nil {
 		return nil, "", fmt.Errorf("postgres: list leads: %w", wrapErr(err))
 	}
-	if list == nil {
-		list = []store.Lead{}
-	}
 	var next string
 	if len(list) > limit {
 		list = list[:limit]

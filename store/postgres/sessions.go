@@ -52,9 +52,6 @@ func (db *DB) ListSessions(ctx context.Context, accountID string, f store.Sessio
 	if err != nil {
 		return nil, "", fmt.Errorf("postgres: list sessions: %w", wrapErr(err))
 	}
-	if list == nil {
-		list = []store.Session{}
-	}
 	var next string
 	if len(list) > limit {
 		list = list[:limit]

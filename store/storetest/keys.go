@@ -65,9 +65,11 @@ func testEnsureAccountConcurrent(t *testing.T, h Harness) {
 		mu      sync.Mutex
 		ids     = map[string]int{}
 		created int
+		start   = make(chan struct{})
 	)
 	for range n {
 		wg.Go(func() {
+			<-start // all at once
 			a, c, err := e.s.EnsureAccount(e.ctx, "shared")
 			if err != nil {
 				t.Errorf("EnsureAccount: %v", err)
@@ -81,6 +83,7 @@ func testEnsureAccountConcurrent(t *testing.T, h Harness) {
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
 	if len(ids) != 1 || created != 1 {
 		t.Errorf("%d concurrent EnsureAccount: %d distinct IDs, %d created; want 1 and 1", n, len(ids), created)
@@ -174,7 +177,9 @@ func testRevokeKey(t *testing.T, h Harness) {
 	wantErr(t, "RevokeKey(other account)", err, store.ErrNotFound)
 	_, err = e.s.RevokeKey(e.ctx, acme.ID, "key_01J00000000000000000000000", e.clock.Now())
 	wantErr(t, "RevokeKey(unknown)", err, store.ErrNotFound)
-	if got, _ := e.s.KeyByID(e.ctx, acme.ID, k.ID); got.RevokedAt != nil {
+	kept, err := e.s.KeyByID(e.ctx, acme.ID, k.ID)
+	wantErr(t, "KeyByID", err, nil)
+	if kept.RevokedAt != nil {
 		t.Fatal("RevokeKey from another account revoked the key")
 	}
 
