@@ -100,17 +100,14 @@ func RequireScopes(scopes ...string) Middleware {
 	}
 }
 
+// unauthorized is a 401; apierror.Write adds its WWW-Authenticate header.
 func unauthorized(reason, message string) *apierror.Error {
-	return apierror.New(apierror.Unauthorized, message).With("reason", reason).
-		WithHeader("WWW-Authenticate", `Bearer realm="tollgate"`)
+	return apierror.New(apierror.Unauthorized, message).With("reason", reason)
 }
 
 // authError maps a Verify error to the answer.
 func authError(err error) *apierror.Error {
 	switch {
-	case errors.Is(err, auth.ErrUnavailable):
-		return apierror.Wrap(err, apierror.ServiceUnavailable, "The key store is unavailable.").
-			With("reason", "store_unavailable").WithRetryAfter(time.Second)
 	case errors.Is(err, auth.ErrMissing):
 		return unauthorized("missing", "An API key is required.")
 	case errors.Is(err, auth.ErrMalformed):
@@ -122,6 +119,7 @@ func authError(err error) *apierror.Error {
 	case errors.Is(err, auth.ErrExpired):
 		return unauthorized("expired", "The API key has expired.")
 	}
+	// auth.ErrUnavailable, and anything else: never a 401 for an outage.
 	return apierror.Wrap(err, apierror.ServiceUnavailable, "The key store is unavailable.").
 		With("reason", "store_unavailable").WithRetryAfter(time.Second)
 }

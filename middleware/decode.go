@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -51,9 +52,8 @@ func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
 	}
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return apierror.Wrap(err, apierror.PayloadTooLarge, "").With("limit_bytes", mbe.Limit)
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return apierror.From(err) // 413 with details.limit_bytes
 		}
 		return bad("", "The request body could not be read.", "unreadable body")
 	}
@@ -62,7 +62,7 @@ func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
 
 // Unmarshal is DecodeJSON for a body already read.
 func Unmarshal(data []byte, v any, opts DecodeOptions) error {
-	if len(strings.TrimSpace(string(data))) == 0 {
+	if len(bytes.TrimSpace(data)) == 0 {
 		return bad("", "The request body is required.", "empty body")
 	}
 	if !utf8.Valid(data) {
@@ -142,9 +142,6 @@ func mapError(err error) *apierror.Error {
 			e.With("field", field)
 		}
 		return e
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return bad("", "The JSON body ends too early.", "truncated")
 	}
 	return apierror.Wrap(err, apierror.InvalidRequest, "The request body is not valid JSON.").With("reason", "invalid JSON")
 }

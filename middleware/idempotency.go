@@ -257,9 +257,9 @@ func answerExisting(w http.ResponseWriter, r *http.Request, rec store.Idempotenc
 			_, _ = w.Write(rec.Response.Body)
 		}
 	default:
+		// apierror.Write adds Retry-After: 1 to every IDEMPOTENCY_KEY_IN_USE.
 		apierror.Write(w, r, apierror.New(apierror.IdempotencyKeyInUse,
-			"A request with this Idempotency-Key is still in progress; retry after the time in Retry-After.").
-			WithRetryAfter(time.Second))
+			"A request with this Idempotency-Key is still in progress; retry after the time in Retry-After."))
 	}
 }
 

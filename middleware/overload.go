@@ -25,13 +25,15 @@ func Concurrency(n int) Middleware {
 		n = DefaultConcurrency()
 	}
 	slots := make(chan struct{}, n)
+	// Built once: refusals come in floods, and Write only reads it.
+	refusal := apierror.New(apierror.ServiceUnavailable, "The server is overloaded; retry shortly.").
+		With("reason", "overloaded").WithRetryAfter(time.Second)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case slots <- struct{}{}:
 			default:
-				apierror.Write(w, r, apierror.New(apierror.ServiceUnavailable, "The server is overloaded; retry shortly.").
-					With("reason", "overloaded").WithRetryAfter(time.Second))
+				apierror.Write(w, r, refusal)
 				return
 			}
 			defer func() { <-slots }()
@@ -57,8 +59,8 @@ func Timeout(d time.Duration) Middleware {
 // guards get 503 SERVICE_UNAVAILABLE, reason "maintenance", with
 // Retry-After. It is safe for concurrent use.
 type Maintenance struct {
-	on         atomic.Bool
-	retryAfter time.Duration
+	on      atomic.Bool
+	refusal *apierror.Error // built once; Write only reads it
 }
 
 // NewMaintenance returns a switch, on or off, whose refusals ask clients
@@ -67,7 +69,8 @@ func NewMaintenance(on bool, retryAfter time.Duration) *Maintenance {
 	if retryAfter <= 0 {
 		retryAfter = time.Minute
 	}
-	m := &Maintenance{retryAfter: retryAfter}
+	m := &Maintenance{refusal: apierror.New(apierror.ServiceUnavailable, "The service is down for maintenance.").
+		With("reason", "maintenance").WithRetryAfter(retryAfter)}
 	m.on.Store(on)
 	return m
 }
@@ -87,8 +90,7 @@ const MaintenanceExempt = "/v1/admin/"
 func (m *Maintenance) Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m.on.Load() && !strings.HasPrefix(r.URL.Path, MaintenanceExempt) {
-			apierror.Write(w, r, apierror.New(apierror.ServiceUnavailable, "The service is down for maintenance.").
-				With("reason", "maintenance").WithRetryAfter(m.retryAfter))
+			apierror.Write(w, r, m.refusal)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -106,9 +106,10 @@ func SetKeyID(ctx context.Context, id string) {
 
 // StartTime returns the clock reading taken when the request entered the
 // chain, so later layers need not read the clock again; ok is false
-// outside the chain.
+// outside the chain, or when no timing middleware (RequestID, Logger,
+// Metrics) read the clock.
 func StartTime(ctx context.Context) (t time.Time, ok bool) {
-	if st := stateFrom(ctx); st != nil {
+	if st := stateFrom(ctx); st != nil && !st.start.IsZero() {
 		return st.start, true
 	}
 	return time.Time{}, false
