@@ -77,8 +77,6 @@ func (c *noSleep) sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-func callEnv(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
 func TestCall(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "body.json")
@@ -163,7 +161,7 @@ func TestCall(t *testing.T) {
 			}
 			clk := &noSleep{t: time.Now()}
 			var stdout, stderr bytes.Buffer
-			code := runCall(context.Background(), tt.args, callEnv(e), &stdout, &stderr, client.WithClock(clk.now, clk.sleep))
+			code := runCall(context.Background(), tt.args, envOf(e), &stdout, &stderr, client.WithClock(clk.now, clk.sleep))
 			if code != tt.wantCode {
 				t.Errorf("exit = %d, want %d; stderr:\n%s", code, tt.wantCode, stderr.String())
 			}
@@ -204,7 +202,7 @@ func TestCallNetworkFailureExits3(t *testing.T) {
 	ln.Close() // nothing listens there now
 	clk := &noSleep{t: time.Now()}
 	var stdout, stderr bytes.Buffer
-	code := runCall(context.Background(), []string{"--base", "http://" + addr, "/v1/leads"}, callEnv(nil), &stdout, &stderr, client.WithClock(clk.now, clk.sleep))
+	code := runCall(context.Background(), []string{"--base", "http://" + addr, "/v1/leads"}, envOf(nil), &stdout, &stderr, client.WithClock(clk.now, clk.sleep))
 	if code != 3 {
 		t.Errorf("exit = %d, want 3; stderr:\n%s", code, stderr.String())
 	}
@@ -238,7 +236,7 @@ func TestCallUsage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := callCmd(context.Background(), tt.args, callEnv(nil), &stdout, &stderr)
+			code := callCmd(context.Background(), tt.args, envOf(nil), &stdout, &stderr)
 			if code != tt.wantCode {
 				t.Errorf("callCmd(%q) = %d, want %d; stderr:\n%s", tt.args, code, tt.wantCode, stderr.String())
 			}
@@ -258,8 +256,8 @@ func TestCallDefaultBase(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var stdout, stderr bytes.Buffer
-	code := callCmd(ctx, []string{"/v1/leads"}, callEnv(nil), &stdout, &stderr)
-	if code != 3 || !strings.Contains(stderr.String(), "/v1/leads") {
+	code := callCmd(ctx, []string{"/v1/leads"}, envOf(nil), &stdout, &stderr)
+	if code != 3 || !strings.Contains(stderr.String(), defaultBaseURL+"/v1/leads") {
 		t.Errorf("exit = %d, stderr %q; want 3 and the failed call", code, stderr.String())
 	}
 }

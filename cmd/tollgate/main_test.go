@@ -20,7 +20,6 @@ import (
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/internal/api"
 	"github.com/tollgate-dev/tollgate/internal/testenv"
-	"github.com/tollgate-dev/tollgate/ratelimit"
 	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
 )
 
@@ -226,10 +225,6 @@ func TestServe(t *testing.T) {
 		t.Errorf("second start printed a key:\n%s", out.String())
 	}
 }
-
-// Compile-time check that the limiter store satisfies the interface the
-// middleware wants.
-var _ ratelimit.Store = (*redisstore.Store)(nil)
 
 // TestRaiseProcs checks that serve runs with at least two Ps unless the
 // GOMAXPROCS environment variable says otherwise. It changes the test

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -33,7 +32,6 @@ import (
 	"github.com/tollgate-dev/tollgate/ratelimit"
 	"github.com/tollgate-dev/tollgate/store"
 	"github.com/tollgate-dev/tollgate/store/postgres"
-	"github.com/tollgate-dev/tollgate/store/sqlite"
 )
 
 // backend opens a fresh, empty store of one kind.
@@ -45,14 +43,7 @@ type backend struct {
 // backends are the stores the end-to-end tests run on. PostgreSQL is
 // skipped when unreachable, unless TOLLGATE_REQUIRE_SERVICES=1.
 var backends = []backend{
-	{"sqlite", func(t testing.TB) store.Store {
-		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "e2e.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	}},
+	{"sqlite", sqliteStore},
 	{"postgres", func(t testing.TB) store.Store {
 		db, err := postgres.Open(context.Background(), testenv.Postgres(t))
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/apierror"
@@ -132,13 +131,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 	}
 	p := principal(r)
 	// A key may only grant what it holds, or "*" lets it create any.
-	var missing []string
-	for _, s := range req.Scopes {
-		if !p.Scopes.Has(s) || s == auth.ScopeAll && !slices.Contains(p.Scopes, auth.ScopeAll) {
-			missing = append(missing, s)
-		}
-	}
-	if len(missing) > 0 {
+	if missing := p.Scopes.Missing(req.Scopes); len(missing) > 0 {
 		apierror.Write(w, r, apierror.New(apierror.Forbidden, "A key cannot grant scopes it does not hold.").
 			With("required_scopes", req.Scopes).With("missing_scopes", missing))
 		return

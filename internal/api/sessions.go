@@ -290,12 +290,7 @@ func (o *opt[T]) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 
 // text returns the value of an optional text member: "" for null. ok is
 // false when the member is absent.
-func (o opt[T]) text() (v T, ok bool) {
-	if !o.Set {
-		return v, false
-	}
-	return o.V, true // V is the zero value after a null
-}
+func (o opt[T]) text() (T, bool) { return o.V, o.Set } // V is the zero value when absent or null
 
 // fieldErrors collects the bad members of a request, in order.
 type fieldErrors []apierror.FieldError

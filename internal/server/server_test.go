@@ -295,9 +295,3 @@ func FuzzChain(f *testing.F) {
 		}
 	})
 }
-
-func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
-
-func mustRequest(method, target string) *http.Request {
-	return httptest.NewRequest(method, target, nil)
-}

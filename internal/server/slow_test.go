@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"testing"
@@ -25,8 +26,8 @@ func TestGuardsSkipOperationalRoutes(t *testing.T) {
 		path string
 		want int
 	}{{"/v1/x", 503}, {"/healthz", 200}, {"/readyz", 200}, {"/metrics", 200}} {
-		w := newRecorder()
-		h.ServeHTTP(w, mustRequest("GET", tt.path))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", tt.path, nil))
 		if w.Code != tt.want {
 			t.Errorf("maintenance on: GET %s = %d, want %d", tt.path, w.Code, tt.want)
 		}
