@@ -88,6 +88,13 @@ func respond(w http.ResponseWriter, r *http.Request, status int, v any) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
+// takenMessage names the value that is taken in ALREADY_EXISTS, by
+// conflicting field; other fields get the code's default message.
+var takenMessage = map[string]string{
+	"phone":             "A lead with this phone number already exists",
+	"sessionExternalId": "A session with this sessionExternalId already exists",
+}
+
 // storeError maps a storage error to the answer, for a resource kind
 // ("session", "lead", "key") and its human name ("Session").
 func storeError(err error, resource, name string) error {
@@ -98,7 +105,8 @@ func storeError(err error, resource, name string) error {
 	case errors.Is(err, store.ErrNotFound):
 		return apierror.Wrap(err, apierror.NotFound, name+" not found").With("resource", resource)
 	case errors.As(err, &conflict):
-		return apierror.Wrap(err, apierror.AlreadyExists, "").With("field", conflict.Field).With("resource", resource)
+		return apierror.Wrap(err, apierror.AlreadyExists, takenMessage[conflict.Field]).
+			With("field", conflict.Field).With("resource", resource)
 	case errors.Is(err, store.ErrConflict):
 		return apierror.Wrap(err, apierror.Conflict, "").With("resource", resource)
 	case errors.Is(err, store.ErrUnavailable):

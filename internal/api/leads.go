@@ -193,7 +193,7 @@ func (a *API) createLead(w http.ResponseWriter, r *http.Request) {
 	}
 	created, err := a.cfg.Store.CreateLead(r.Context(), l)
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "lead", "Lead"))
+		apierror.Write(w, r, storeError(err, "lead", "Lead"))
 		return
 	}
 	w.Header().Set("Location", "/v1/leads/"+created.ID)
@@ -213,7 +213,7 @@ func (a *API) listLeads(w http.ResponseWriter, r *http.Request) {
 	}
 	ls, next, err := a.cfg.Store.ListLeads(r.Context(), principal(r).AccountID, f, page)
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "lead", "Lead"))
+		apierror.Write(w, r, storeError(err, "lead", "Lead"))
 		return
 	}
 	views := make([]Lead, len(ls))
@@ -226,7 +226,7 @@ func (a *API) listLeads(w http.ResponseWriter, r *http.Request) {
 func (a *API) getLead(w http.ResponseWriter, r *http.Request) {
 	l, err := a.cfg.Store.LeadByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "lead", "Lead"))
+		apierror.Write(w, r, storeError(err, "lead", "Lead"))
 		return
 	}
 	respond(w, r, http.StatusOK, NewLeadView(l))
@@ -244,13 +244,13 @@ func (a *API) updateLead(w http.ResponseWriter, r *http.Request) {
 	}
 	l, err := a.cfg.Store.LeadByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "lead", "Lead"))
+		apierror.Write(w, r, storeError(err, "lead", "Lead"))
 		return
 	}
 	in.apply(&l)
 	updated, err := a.cfg.Store.UpdateLead(r.Context(), l)
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "lead", "Lead"))
+		apierror.Write(w, r, storeError(err, "lead", "Lead"))
 		return
 	}
 	respond(w, r, http.StatusOK, NewLeadView(updated))
@@ -258,7 +258,7 @@ func (a *API) updateLead(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) deleteLead(w http.ResponseWriter, r *http.Request) {
 	if err := a.cfg.Store.DeleteLead(r.Context(), principal(r).AccountID, r.PathValue("id")); err != nil {
-		apierror.Write(w, r, resourceError(err, "lead", "Lead"))
+		apierror.Write(w, r, storeError(err, "lead", "Lead"))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

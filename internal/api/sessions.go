@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -189,7 +188,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 	}
 	created, err := a.cfg.Store.CreateSession(r.Context(), s)
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		apierror.Write(w, r, storeError(err, "session", "Session"))
 		return
 	}
 	w.Header().Set("Location", "/v1/sessions/"+created.ID)
@@ -209,7 +208,7 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
 	}
 	ss, next, err := a.cfg.Store.ListSessions(r.Context(), principal(r).AccountID, f, page)
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		apierror.Write(w, r, storeError(err, "session", "Session"))
 		return
 	}
 	views := make([]Session, len(ss))
@@ -222,7 +221,7 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
 func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
 	s, err := a.cfg.Store.SessionByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		apierror.Write(w, r, storeError(err, "session", "Session"))
 		return
 	}
 	respond(w, r, http.StatusOK, NewSessionView(s))
@@ -242,7 +241,7 @@ func (a *API) updateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	s, err := a.cfg.Store.SessionByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		apierror.Write(w, r, storeError(err, "session", "Session"))
 		return
 	}
 	was := s.Status
@@ -253,7 +252,7 @@ func (a *API) updateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	updated, err := a.cfg.Store.UpdateSession(r.Context(), s)
 	if err != nil {
-		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		apierror.Write(w, r, storeError(err, "session", "Session"))
 		return
 	}
 	respond(w, r, http.StatusOK, NewSessionView(updated))
@@ -261,7 +260,7 @@ func (a *API) updateSession(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) deleteSession(w http.ResponseWriter, r *http.Request) {
 	if err := a.cfg.Store.DeleteSession(r.Context(), principal(r).AccountID, r.PathValue("id")); err != nil {
-		apierror.Write(w, r, resourceError(err, "session", "Session"))
+		apierror.Write(w, r, storeError(err, "session", "Session"))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -318,22 +317,6 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("api: parse time: %w", err)
 	}
 	return t.UTC(), nil
-}
-
-// resourceError is storeError with the message of ALREADY_EXISTS naming
-// the value that is taken.
-func resourceError(err error, resource, name string) error {
-	e := apierror.From(storeError(err, resource, name))
-	var conflict *store.ConflictError
-	if e.Code == apierror.AlreadyExists && errors.As(err, &conflict) {
-		switch conflict.Field {
-		case "phone":
-			e.Message = "A lead with this phone number already exists"
-		case "sessionExternalId":
-			e.Message = "A session with this sessionExternalId already exists"
-		}
-	}
-	return e
 }
 
 // badQuery returns INVALID_REQUEST for query parameter field.
