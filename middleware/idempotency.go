@@ -266,7 +266,10 @@ func answerExisting(w http.ResponseWriter, r *http.Request, rec store.Idempotenc
 // run serves a request that holds the claim rec, then stores its answer
 // or releases the claim. A panic in next releases the claim and goes on.
 func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Idempotency, opts *IdempotencyOptions, rec store.IdempotencyRecord) {
-	log := opts.Logger.With(slog.String("request_id", RequestIDFrom(r.Context())), slog.String("account_id", rec.AccountID))
+	// The logger is for failures only: made when one happens.
+	log := func() *slog.Logger {
+		return opts.Logger.With(slog.String("request_id", RequestIDFrom(r.Context())), slog.String("account_id", rec.AccountID))
+	}
 	// After the handler, the client may be gone; the record must still be
 	// settled.
 	bg := context.WithoutCancel(r.Context())
@@ -274,7 +277,7 @@ func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Ide
 		ctx, cancel := context.WithTimeout(bg, storeTimeout)
 		defer cancel()
 		if err := f(ctx); err != nil {
-			log.LogAttrs(ctx, slog.LevelError, "idempotency: "+op+" failed", slog.String("err", err.Error()))
+			log().LogAttrs(ctx, slog.LevelError, "idempotency: "+op+" failed", slog.String("err", err.Error()))
 		}
 	}
 	release := func(ctx context.Context) error {
@@ -303,7 +306,7 @@ func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Ide
 	case !IdempotencyStores(status):
 		settle("release", release)
 	case cw.overflow:
-		log.Warn("idempotency: response too large to store; key released", slog.Int("limit_bytes", opts.MaxResponseBytes))
+		log().Warn("idempotency: response too large to store; key released", slog.Int("limit_bytes", opts.MaxResponseBytes))
 		settle("release", release)
 	default:
 		settle("complete", func(ctx context.Context) error {
@@ -320,7 +323,7 @@ type leaseKeeper struct {
 	stopped bool
 }
 
-func keepLease(ctx context.Context, st store.Idempotency, rec store.IdempotencyRecord, lease time.Duration, log *slog.Logger) *leaseKeeper {
+func keepLease(ctx context.Context, st store.Idempotency, rec store.IdempotencyRecord, lease time.Duration, log func() *slog.Logger) *leaseKeeper {
 	every := max(lease/3, time.Millisecond)
 	k := &leaseKeeper{}
 	beat := func() {
@@ -333,7 +336,7 @@ func keepLease(ctx context.Context, st store.Idempotency, rec store.IdempotencyR
 			return
 		}
 		if err != nil {
-			log.Warn("idempotency: lease renewal failed", slog.String("err", err.Error()))
+			log().Warn("idempotency: lease renewal failed", slog.String("err", err.Error()))
 			if errors.Is(err, store.ErrConflict) {
 				return // taken over: nothing left to renew
 			}
