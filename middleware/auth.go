@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -260,8 +259,5 @@ func (g *Guard) fail(ctx context.Context, client string) {
 }
 
 func (g *Guard) refusal(d time.Duration) *apierror.Error {
-	s := apierror.RetrySeconds(d)
-	return apierror.New(apierror.RateLimited, "Too many failed authentications. Retry after "+strconv.Itoa(s)+" seconds.").
-		With("limit", g.policy.Limit).With("window", ratelimit.FormatWindow(g.policy.Window)).
-		With("policy", g.policy.Name).WithRetryAfter(d)
+	return rateLimited("Too many failed authentications.", g.policy.Limit, g.policy.Window, g.policy.Name, d)
 }

@@ -98,10 +98,7 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 			}
 			setRateHeaders(w.Header(), stateFrom(r.Context()), cfg.Headers, res, now)
 			if !res.Allowed {
-				s := apierror.RetrySeconds(res.RetryAfter)
-				apierror.Write(w, r, apierror.New(apierror.RateLimited, "Rate limit exceeded. Retry after "+strconv.Itoa(s)+" seconds.").
-					With("limit", res.Limit).With("window", ratelimit.FormatWindow(res.Window)).
-					With("policy", res.Policy).WithRetryAfter(res.RetryAfter))
+				apierror.Write(w, r, rateLimited("Rate limit exceeded.", res.Limit, res.Window, res.Policy, res.RetryAfter))
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -164,6 +161,14 @@ func setRateHeaders(h http.Header, st *state, families int, res ratelimit.Result
 }
 
 func ceilDiv(a, b time.Duration) time.Duration { return (a + b - 1) / b }
+
+// rateLimited is a 429 RATE_LIMITED: what happened, "Retry after N
+// seconds.", and the policy in details, with Retry-After.
+func rateLimited(what string, limit int, window time.Duration, policy string, retry time.Duration) *apierror.Error {
+	return apierror.New(apierror.RateLimited, what+" Retry after "+strconv.Itoa(apierror.RetrySeconds(retry))+" seconds.").
+		With("limit", limit).With("window", ratelimit.FormatWindow(window)).
+		With("policy", policy).WithRetryAfter(retry)
+}
 
 // planCache parses each key's rate plan once.
 type planCache struct {
