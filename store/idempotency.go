@@ -78,6 +78,22 @@ type IdempotencyClaim struct {
 	Retention time.Duration
 }
 
+// Record is the in-flight record claim c makes at now (which backends
+// read at microsecond precision), with a fresh token; a helper for
+// backends.
+func (c IdempotencyClaim) Record(now time.Time) IdempotencyRecord {
+	return IdempotencyRecord{
+		AccountID:      c.AccountID,
+		Key:            c.Key,
+		Fingerprint:    c.Fingerprint,
+		State:          IdempotencyInFlight,
+		Token:          NewClaimToken(),
+		LeaseExpiresAt: now.Add(c.Lease).Truncate(time.Microsecond),
+		CreatedAt:      now,
+		ExpiresAt:      now.Add(c.Retention).Truncate(time.Microsecond),
+	}
+}
+
 // ErrInvalidClaim is returned for a claim with an empty key or account, or
 // a lease or retention that is not positive.
 var ErrInvalidClaim = errors.New("store: invalid idempotency claim")

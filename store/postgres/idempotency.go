@@ -28,16 +28,7 @@ func (db *DB) ClaimIdempotencyKey(ctx context.Context, c store.IdempotencyClaim)
 	}
 	for range claimAttempts {
 		now := db.now()
-		rec := store.IdempotencyRecord{
-			AccountID:      c.AccountID,
-			Key:            c.Key,
-			Fingerprint:    c.Fingerprint,
-			State:          store.IdempotencyInFlight,
-			Token:          store.NewClaimToken(),
-			LeaseExpiresAt: micro(now.Add(c.Lease)),
-			CreatedAt:      now,
-			ExpiresAt:      micro(now.Add(c.Retention)),
-		}
+		rec := c.Record(now)
 		tag, err := db.pool.Exec(ctx, `INSERT INTO idempotency_keys AS k (`+idemCols+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, $10)
 			ON CONFLICT (account_id, key) DO UPDATE SET

@@ -40,7 +40,7 @@ func (db *DB) ClaimIdempotencyKey(ctx context.Context, c store.IdempotencyClaim)
 			rec = cur
 			return nil
 		}
-		rec = newClaim(c, now)
+		rec = c.Record(now)
 		_, err = tx.ExecContext(ctx, `INSERT INTO idempotency_keys (`+idemCols+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)
 			ON CONFLICT (account_id, key) DO UPDATE SET
@@ -60,20 +60,6 @@ func (db *DB) ClaimIdempotencyKey(ctx context.Context, c store.IdempotencyClaim)
 		rec.Token = ""
 	}
 	return rec, claimed, nil
-}
-
-// newClaim is the in-flight record a claim at now stores.
-func newClaim(c store.IdempotencyClaim, now time.Time) store.IdempotencyRecord {
-	return store.IdempotencyRecord{
-		AccountID:      c.AccountID,
-		Key:            c.Key,
-		Fingerprint:    c.Fingerprint,
-		State:          store.IdempotencyInFlight,
-		Token:          store.NewClaimToken(),
-		LeaseExpiresAt: now.Add(c.Lease).Truncate(time.Microsecond),
-		CreatedAt:      now,
-		ExpiresAt:      now.Add(c.Retention).Truncate(time.Microsecond),
-	}
 }
 
 // CompleteIdempotencyKey implements store.Idempotency.
