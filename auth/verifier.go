@@ -141,10 +141,12 @@ func NewVerifier(ks KeyStore, opts ...Option) *Verifier {
 // ErrExpired, or ErrUnavailable wrapping the store's error. A cached valid
 // key is verified without allocating.
 func (v *Verifier) Verify(ctx context.Context, secret string) (Principal, error) {
-	parsed, err := ParseKey(secret)
-	if err != nil {
+	if len(secret) != KeyLen {
+		_, err := ParseKey(secret) // ErrMissing or the length error
 		return Principal{}, err
 	}
+	// A cached answer is only ever stored for a hash of a well-formed key,
+	// and SHA-256 does not collide: a cache hit skips ParseKey.
 	h := hashKey(secret)
 	now := v.now()
 	sh := &v.shards[h[0]%numShards]
@@ -152,6 +154,10 @@ func (v *Verifier) Verify(ctx context.Context, secret string) (Principal, error)
 	e := sh.m[h]
 	sh.mu.RUnlock()
 	if e == nil || !v.fresh(e, now) {
+		parsed, err := ParseKey(secret)
+		if err != nil {
+			return Principal{}, err
+		}
 		if e, err = v.load(ctx, sh, h, parsed, now); err != nil {
 			return Principal{}, err
 		}

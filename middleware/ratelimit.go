@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/auth"
@@ -133,25 +134,28 @@ func setRateHeaders(h http.Header, st *state, families int, res ratelimit.Result
 		resetUnix++
 	}
 	if families&HeadersLegacy != 0 {
-		// One string holds the three numbers; the header values are
-		// slices of it, backed by the request's state when there is one.
-		var buf [64]byte
-		b := strconv.AppendInt(buf[:0], int64(res.Limit), 10)
+		// One string holds the three numbers, and the header values are
+		// slices of it. For an authenticated request, the string and the
+		// slices live in its state: no allocation.
+		var rh *rateHeaders
+		if st != nil && st.authed != nil && !st.authed.rate.used {
+			rh = &st.authed.rate
+		} else {
+			rh = new(rateHeaders)
+		}
+		rh.used = true
+		b := strconv.AppendInt(rh.buf[:0], int64(res.Limit), 10)
 		n1 := len(b)
 		b = strconv.AppendInt(b, int64(max(res.Remaining, 0)), 10)
 		n2 := len(b)
 		b = strconv.AppendInt(b, resetUnix, 10)
-		all := string(b)
-		var vals *[3][1]string
-		if st != nil && st.authed != nil {
-			vals = &st.authed.rateHdr
-		} else {
-			vals = new([3][1]string)
-		}
-		vals[0][0], vals[1][0], vals[2][0] = all[:n1], all[n1:n2], all[n2:]
-		h["X-Ratelimit-Limit"] = vals[0][:]
-		h["X-Ratelimit-Remaining"] = vals[1][:]
-		h["X-Ratelimit-Reset"] = vals[2][:]
+		// b fits in buf (three int64s), which is written only this once.
+		all := unsafe.String(&b[0], len(b))
+		v := &rh.vals
+		v[0][0], v[1][0], v[2][0] = all[:n1], all[n1:n2], all[n2:]
+		h["X-Ratelimit-Limit"] = v[0][:]
+		h["X-Ratelimit-Remaining"] = v[1][:]
+		h["X-Ratelimit-Reset"] = v[2][:]
 	}
 	if families&HeadersIETF != 0 {
 		name := strconv.Quote(res.Policy)

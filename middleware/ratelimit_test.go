@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -150,5 +151,38 @@ func TestParseHeaderFamilies(t *testing.T) {
 				t.Errorf("ParseHeaderFamilies(%q) = %d, %v", tt.in, got, err)
 			}
 		})
+	}
+}
+
+// TestRateLimitTwice stacks two RateLimit layers on one authenticated
+// request: the header values the first one handed out stay what they were
+// when the second writes its own (the first's bytes live in the request's
+// state and are not reused).
+func TestRateLimitTwice(t *testing.T) {
+	inner := middleware.RateLimit(middleware.RateLimitConfig{Store: ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), Default: ratelimit.Policy{Limit: 5, Window: time.Minute}})
+	outer := middleware.RateLimit(middleware.RateLimitConfig{Store: ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), Default: ratelimit.Policy{Limit: 3, Window: time.Minute}})
+	var first []string
+	capture := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := w.Header()
+			first = []string{h["X-Ratelimit-Limit"][0], h["X-Ratelimit-Remaining"][0], h["X-Ratelimit-Reset"][0]}
+			next.ServeHTTP(w, r)
+		})
+	}
+	h := middleware.Chain(middleware.RequestID(nil), middleware.Auth(stubVerifier{"acct"}, nil), outer, capture, inner)(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer good")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	reset := first[2]
+	if want := []string{"3", "2", reset}; !slices.Equal(first, want) {
+		t.Errorf("outer layer's values became %q, want %q", first, want)
+	}
+	if got, want := []string{w.Header().Get("X-RateLimit-Limit"), w.Header().Get("X-RateLimit-Remaining")}, []string{"5", "4"}; !slices.Equal(got, want) {
+		t.Errorf("inner layer's values %q, want %q", got, want)
 	}
 }

@@ -40,8 +40,17 @@ type state struct {
 // authState is what Auth and RateLimit add to an authenticated request.
 type authState struct {
 	principal auth.Principal
-	// rateHdr backs the rate-limit header values.
-	rateHdr [3][1]string
+	rate      rateHeaders
+}
+
+// rateHeaders backs the values of the legacy rate-limit headers: vals
+// holds the header slices, buf their bytes (the strings alias it).
+// RateLimit fills one rateHeaders once (used), so a value handed out is
+// never rewritten.
+type rateHeaders struct {
+	vals [3][1]string
+	buf  [3 * 20]byte // three int64s in decimal
+	used bool
 }
 
 type stateKey struct{}
