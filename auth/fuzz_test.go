@@ -12,7 +12,10 @@ import (
 // FuzzParseKey checks that ParseKey never panics, that what it accepts has
 // the documented shape, and that Verify makes no store lookup for anything
 // ParseKey rejects (and exactly one for what it accepts, caching off).
-// Seeds live in testdata/fuzz/FuzzParseKey.
+// A caching Verifier, which looks in its cache before parsing, must agree
+// with ParseKey too: it accepts the one stored key and rejects everything
+// else with ParseKey's error or ErrUnknown. Seeds live in
+// testdata/fuzz/FuzzParseKey.
 func FuzzParseKey(f *testing.F) {
 	k, err := auth.NewKey(true)
 	if err != nil {
@@ -23,7 +26,13 @@ func FuzzParseKey(f *testing.F) {
 	f.Add(strings.ToUpper(k))
 	st := newFakeStore()
 	v := auth.NewVerifier(st, auth.WithTTL(0), auth.WithNegativeTTL(0))
+	cachedStore := newFakeStore()
+	cachedStore.add(k, auth.KeyRecord{ID: "key_k", AccountID: "acc_1"})
+	cached := auth.NewVerifier(cachedStore)
 	ctx := context.Background()
+	if _, err := cached.Verify(ctx, k); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		p, parseErr := auth.ParseKey(s)
 		if parseErr == nil {
@@ -50,6 +59,16 @@ func FuzzParseKey(f *testing.F) {
 			t.Fatalf("Verify(%q) error = %v, want %v", s, err, parseErr)
 		case parseErr == nil && (lookups != 1 || !errors.Is(err, auth.ErrUnknown)):
 			t.Fatalf("Verify(%q) = %v with %d lookups, want ErrUnknown with 1", s, err, lookups)
+		}
+
+		p2, err := cached.Verify(ctx, s)
+		switch {
+		case s == k && (err != nil || p2.KeyID != "key_k"):
+			t.Fatalf("caching Verify(stored key) = %+v, %v", p2, err)
+		case s != k && parseErr != nil && !errors.Is(err, parseErr):
+			t.Fatalf("caching Verify(%q) error = %v, want %v", s, err, parseErr)
+		case s != k && parseErr == nil && !errors.Is(err, auth.ErrUnknown):
+			t.Fatalf("caching Verify(%q) error = %v, want ErrUnknown", s, err)
 		}
 	})
 }
