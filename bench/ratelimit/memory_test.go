@@ -188,3 +188,25 @@ func BenchmarkMemory(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkClock is what one clock read costs on this machine: the
+// monotonic read behind time.Since (MemoryStore's one read per decision)
+// and time.Now (wall and monotonic, x/time/rate's Allow). It bounds how
+// close to zero any exact limiter's ns/op can go.
+func BenchmarkClock(b *testing.B) {
+	epoch := time.Now()
+	b.Run("read=since", func(b *testing.B) {
+		var d time.Duration
+		for b.Loop() {
+			d += time.Since(epoch)
+		}
+		sink.Add(int64(d))
+	})
+	b.Run("read=now", func(b *testing.B) {
+		var n int64
+		for b.Loop() {
+			n += time.Now().UnixNano()
+		}
+		sink.Add(n)
+	})
+}
