@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/arrival"
 )
 
 // KeyRecord is what a KeyStore knows about a stored key.
@@ -54,9 +56,11 @@ const numShards = 16
 type Option func(*Verifier)
 
 // WithClock sets the clock the Verifier reads, once per Verify. Default
-// time.Now.
+// time.Now, or the request's arrival time when the context carries one
+// read from the system clock (arrival.From); a Verifier given a clock
+// always reads it.
 func WithClock(now func() time.Time) Option {
-	return func(v *Verifier) { v.now = now }
+	return func(v *Verifier) { v.now, v.ownClock = now, true }
 }
 
 // WithTTL sets how long a store answer for a known key (valid or revoked)
@@ -87,6 +91,7 @@ func WithMaxEntries(n int) Option {
 type Verifier struct {
 	store      KeyStore
 	now        func() time.Time
+	ownClock   bool // set by WithClock: never take the time from the context
 	ttl        time.Duration
 	negTTL     time.Duration
 	maxEntries int
@@ -148,7 +153,13 @@ func (v *Verifier) Verify(ctx context.Context, secret string) (Principal, error)
 	// A cached answer is only ever stored for a hash of a well-formed key,
 	// and SHA-256 does not collide: a cache hit skips ParseKey.
 	h := hashKey(secret)
-	now := v.now()
+	now, ok := time.Time{}, false
+	if !v.ownClock {
+		now, ok = arrival.From(ctx) // the chain already read the clock
+	}
+	if !ok {
+		now = v.now()
+	}
 	sh := &v.shards[h[0]%numShards]
 	sh.mu.RLock()
 	e := sh.m[h]

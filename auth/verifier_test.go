@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tollgate-dev/tollgate/arrival"
 	"github.com/tollgate-dev/tollgate/auth"
 )
 
@@ -427,5 +428,35 @@ func TestIsPrincipalKey(t *testing.T) {
 		if got := auth.IsPrincipalKey(c.key); got != c.want {
 			t.Errorf("IsPrincipalKey(%#v) = %v, want %v", c.key, got, c.want)
 		}
+	}
+}
+
+// TestVerifyArrivalTime: a Verifier on the system clock judges expiry at
+// the request's arrival time when the context carries one read from that
+// clock; one given a clock, or a time from another clock, is not affected.
+func TestVerifyArrivalTime(t *testing.T) {
+	st := newFakeStore()
+	k := mustKey(t, true)
+	st.add(k, auth.KeyRecord{ID: "key_k", AccountID: "acc_1", ExpiresAt: ptr(time.Now().Add(time.Hour))})
+	later := arrival.With(context.Background(), time.Now().Add(2*time.Hour)) // monotonic, from time.Now
+	fake := arrival.With(context.Background(), time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))
+	tests := []struct {
+		name    string
+		opts    []auth.Option
+		ctx     context.Context
+		wantErr error
+	}{
+		{"system clock, arrival after expiry", nil, later, auth.ErrExpired},
+		{"system clock, arrival from another clock", nil, fake, nil},
+		{"system clock, no arrival", nil, context.Background(), nil},
+		{"own clock, arrival ignored", []auth.Option{auth.WithClock(time.Now)}, later, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := auth.NewVerifier(st, tt.opts...)
+			if _, err := v.Verify(tt.ctx, k); !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Errorf("Verify() error = %v, want %v", err, tt.wantErr)
+			}
+		})
 	}
 }

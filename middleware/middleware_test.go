@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/arrival"
 	"github.com/tollgate-dev/tollgate/logjson"
 	"github.com/tollgate-dev/tollgate/middleware"
 )
@@ -402,5 +403,36 @@ func TestCleanPath(t *testing.T) {
 	w := do(h, "GET", "/a/../ok", "")
 	if w.Code != 404 || apierror.Decode(w.Result()).Code != apierror.RouteNotFound {
 		t.Errorf("unclean path: status %d body %s", w.Code, w.Body)
+	}
+}
+
+// TestArrivalTime: within the chain, arrival.From serves the clock reading
+// taken when the request entered it, when that clock is the system's.
+func TestArrivalTime(t *testing.T) {
+	fixed := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		now    func() time.Time
+		wantOK bool
+	}{
+		{"system clock", nil, true},
+		{"injected clock", func() time.Time { return fixed }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got, start time.Time
+			var ok, startOK bool
+			h := middleware.RequestID(tt.now)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got, ok = arrival.From(r.Context())
+				start, startOK = middleware.StartTime(r.Context())
+			}))
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+			if !startOK {
+				t.Fatal("no StartTime in the chain")
+			}
+			if ok != tt.wantOK || (ok && got != start) {
+				t.Errorf("arrival.From() = %v, %v; want StartTime %v, %v", got, ok, start, tt.wantOK)
+			}
+		})
 	}
 }

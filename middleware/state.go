@@ -10,6 +10,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/arrival"
 	"github.com/tollgate-dev/tollgate/auth"
 )
 
@@ -62,8 +63,10 @@ type stateCtx struct {
 	st *state
 }
 
-// Value serves the state and the principal; type assertions keep it
-// cheaper than interface comparisons, as it runs several times per request.
+// Value serves the state, the principal and the arrival time (the clock
+// reading taken when the request entered the chain, for arrival.From);
+// type assertions keep it cheaper than interface comparisons, as it runs
+// several times per request.
 func (c *stateCtx) Value(key any) any {
 	if _, ok := key.(stateKey); ok {
 		return c.st
@@ -72,6 +75,9 @@ func (c *stateCtx) Value(key any) any {
 		if a := c.st.authed; a != nil {
 			return &a.principal
 		}
+	}
+	if arrival.IsKey(key) && !c.st.start.IsZero() {
+		return &c.st.start // never written again once set
 	}
 	return c.Context.Value(key)
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/arrival"
 )
 
 // DefaultMaxKeys is the MemoryStore's key bound when MemoryOptions.MaxKeys
@@ -122,16 +124,31 @@ func (s *MemoryStore) nanotime() int64 {
 	return int64(s.clock().Sub(s.epoch))
 }
 
-// Take implements Store, reading the store's clock once. The context is not
-// used: the decision never blocks on I/O.
-func (s *MemoryStore) Take(_ context.Context, key string, policies []Policy, cost int) (r Result, err error) {
+// Take implements Store, reading the store's clock once. A store on the
+// system clock (no MemoryOptions.Now) takes the request's arrival time
+// from ctx instead when it carries one read from that clock
+// (arrival.From): the chain already paid for the reading. The decision
+// never blocks on I/O, and ctx is used for nothing else.
+func (s *MemoryStore) Take(ctx context.Context, key string, policies []Policy, cost int) (r Result, err error) {
+	now := s.nowFor(ctx)
 	// The Result is filled in place: copying it back up through each call
 	// level costs more than the decision itself.
 	if len(policies) == 1 {
-		err = s.takeOne(&r, s.nanotime(), key, &policies[0], cost)
+		err = s.takeOne(&r, now, key, &policies[0], cost)
 		return r, err
 	}
-	return s.take(s.nanotime(), key, policies, cost)
+	return s.take(now, key, policies, cost)
+}
+
+// nowFor is the decision time of a Take: the arrival time in ctx for a
+// store on the system clock, else a reading of the store's clock.
+func (s *MemoryStore) nowFor(ctx context.Context) int64 {
+	if s.clock == nil {
+		if t, ok := arrival.From(ctx); ok {
+			return int64(t.Sub(s.epoch)) // both monotonic readings
+		}
+	}
+	return s.nanotime()
 }
 
 // TakeAt is Take at time now, for callers that read the clock once per

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tollgate-dev/tollgate/arrival"
 	"github.com/tollgate-dev/tollgate/ratelimit"
 	"github.com/tollgate-dev/tollgate/ratelimit/ratelimittest"
 )
@@ -336,5 +337,42 @@ func TestMemoryManyPolicies(t *testing.T) {
 		if err != nil || r.Remaining != 10-i-5 {
 			t.Errorf("peek %s = %+v, %v; want %d remaining", p.Name, r, err, 10-i-5)
 		}
+	}
+}
+
+// TestMemoryTakeArrival: a store on the system clock decides at the
+// request's arrival time when the context carries one read from that
+// clock; a store with its own clock, or a time from another clock, is not
+// affected.
+func TestMemoryTakeArrival(t *testing.T) {
+	hourly := []ratelimit.Policy{{Name: "h", Limit: 1, Window: time.Hour}}
+	t0 := time.Now()
+	later := arrival.With(context.Background(), t0.Add(2*time.Hour)) // monotonic, from time.Now
+	fake := arrival.With(context.Background(), time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	tests := []struct {
+		name string
+		opts ratelimit.MemoryOptions
+		ctx  context.Context
+		want bool // second Take admitted: only if it was decided two hours on
+	}{
+		{"system clock, arrival two hours on", ratelimit.MemoryOptions{}, later, true},
+		{"system clock, arrival from another clock", ratelimit.MemoryOptions{}, fake, false},
+		{"system clock, no arrival", ratelimit.MemoryOptions{}, context.Background(), false},
+		{"own clock, arrival ignored", ratelimit.MemoryOptions{Now: func() time.Time { return t0 }}, later, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := ratelimit.NewMemoryStore(tt.opts)
+			if r, err := s.TakeAt(t0, "k", hourly, 1); err != nil || !r.Allowed {
+				t.Fatalf("first TakeAt = %+v, %v", r, err)
+			}
+			r, err := s.Take(tt.ctx, "k", hourly, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Allowed != tt.want {
+				t.Errorf("second Take admitted = %v, want %v", r.Allowed, tt.want)
+			}
+		})
 	}
 }
