@@ -12,6 +12,12 @@
 #               neighbours disturb far less
 # and benchstat compares the modes at the end. Every mode gets the same
 # request, API key included, so the difference is what the chain costs.
+#
+# The server process is restarted every RESTART rounds (default 4): code
+# and heap layout differ from one process to the next and favour one
+# mode or another for the life of a process, so one process for the
+# whole run would bias it (runs with the same code on core's path gave its CPU per
+# request +3% in one process and +11% in another).
 #   bench/loopback.sh [rounds] [seconds-per-slice] [outfile]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,11 +27,17 @@ outfile=${3:-$(mktemp)}
 dir=$(mktemp -d)
 go build -o "$dir/loopserver" ./cmd/loopserver
 port=18090
-GOMAXPROCS=1 taskset -c 0 "$dir/loopserver" -port $port >"$dir/out" 2>/dev/null &
-pid=$!
+restart=${RESTART:-4}
+pid=
 trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 200); do grep -q ready "$dir/out" 2>/dev/null && break; sleep 0.05; done
-key=$(head -1 "$dir/out")
+start_server() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  rm -f "$dir/out"
+  GOMAXPROCS=1 taskset -c 0 "$dir/loopserver" -port $port >"$dir/out" 2>/dev/null &
+  pid=$!
+  for _ in $(seq 1 200); do grep -q ready "$dir/out" 2>/dev/null && break; sleep 0.05; done
+  key=$(head -1 "$dir/out")
+}
 modes=(bare core full)
 cpu_ns() { cat /proc/$pid/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
 slice() { # mode seconds -> "requests cpu-ns"
@@ -36,9 +48,13 @@ slice() { # mode seconds -> "requests cpu-ns"
   after=$(cpu_ns)
   echo "$n $((after - before))"
 }
-for mode in "${modes[@]}"; do slice "$mode" 1 >/dev/null; done # warm-up
+warm_up() { for mode in "${modes[@]}"; do slice "$mode" 1 >/dev/null; done; }
 : >"$outfile"
 for r in $(seq 1 "$rounds"); do
+  if (((r - 1) % restart == 0)); then
+    start_server
+    warm_up
+  fi
   for i in 0 1 2; do
     mode=${modes[$(((i + r) % 3))]}
     read -r n cpu < <(slice "$mode" "$secs")
