@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"testing"
+	"time"
 )
 
 // TestAppendEnvelopeMatchesMarshal checks the reflection-free encoder
 // against json.Marshal on random envelopes: byte for byte, escaping
-// included, with and without the success field.
+// included, with and without the success field, and with extra members
+// (new keys, or keys the details already hold, which they replace)
+// against the merged map.
 func TestAppendEnvelopeMatchesMarshal(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	alphabet := []string{"a", "Z", "0", " ", "_", "\"", "\\", "<", ">", "&", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "✓", "\u2028", "\u2029", "\xff", "\xc3", "/"}
@@ -55,12 +59,31 @@ func TestAppendEnvelopeMatchesMarshal(t *testing.T) {
 				details[str()] = value()
 			}
 		}
-		code, msg, success := Code(str()), str(), i%2 == 0
-		got, ok := appendEnvelope(nil, code, msg, details, success)
-		if !ok {
-			t.Fatalf("appendEnvelope refused %#v", details)
+		var extra []member
+		for range r.IntN(3) {
+			key := "request_id"
+			if k := r.IntN(3); k == 1 {
+				key = str()
+			} else if k == 2 && len(details) > 0 {
+				for dk := range details { // a key the details hold
+					key = dk
+					break
+				}
+			}
+			if indexMember(extra, key) < 0 {
+				extra = append(extra, member{key, value()})
+			}
 		}
-		env := envelope{Error: wireBody{Code: code, Message: msg, Details: details}}
+		code, msg, success := Code(str()), str(), i%2 == 0
+		got, ok := appendEnvelope(nil, code, msg, details, extra, success)
+		if !ok {
+			t.Fatalf("appendEnvelope refused %#v + %#v", details, extra)
+		}
+		wantDetails := details
+		if len(extra) > 0 {
+			wantDetails = merged(details, extra)
+		}
+		env := envelope{Error: wireBody{Code: code, Message: msg, Details: wantDetails}}
 		if success {
 			env.Success = &falseValue
 		}
@@ -78,7 +101,7 @@ func TestAppendEnvelopeMatchesMarshal(t *testing.T) {
 // know leave the buffer untouched and report false.
 func TestAppendEnvelopeFallsBack(t *testing.T) {
 	for _, v := range []any{1.5, map[string]any{"a": 1}, []FieldError{{Field: "f"}}, nil, uint(3)} {
-		b, ok := appendEnvelope([]byte("x"), InvalidRequest, "m", Details{"k": v}, false)
+		b, ok := appendEnvelope([]byte("x"), InvalidRequest, "m", Details{"k": v}, nil, false)
 		if ok || string(b) != "x" {
 			t.Errorf("appendEnvelope with %#v = %q, %v; want untouched and false", v, b, ok)
 		}
@@ -99,7 +122,29 @@ func BenchmarkEnvelope(b *testing.B) {
 	b.Run("impl=append", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_, _ = appendEnvelope(make([]byte, 0, 256), RateLimited, msg, details, false)
+			_, _ = appendEnvelope(make([]byte, 0, 256), RateLimited, msg, details, nil, false)
 		}
 	})
+}
+
+// discardWriter is a ResponseWriter that keeps only its header map.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+// BenchmarkWrite is one constant refusal (503 maintenance, built once as
+// the middleware builds it) written for a request that has its id: the
+// path a refused flood takes.
+func BenchmarkWrite(b *testing.B) {
+	e := New(ServiceUnavailable, "The service is down for maintenance.").With("reason", "maintenance").WithRetryAfter(time.Minute)
+	r, _ := http.NewRequest("POST", "http://localhost/v1/leads", nil)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		w.h[HeaderRequestID] = []string{"req_01M81ZHPT9P9FMYKATMECZTM0B"}
+		Write(w, r, e)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Media types Write produces.
@@ -75,56 +76,61 @@ var falseValue = false
 // Write is the only code in tollgate that writes an error body. It must be
 // called before anything else was written to w.
 func Write(w http.ResponseWriter, r *http.Request, err error) {
-	e := From(err)
+	e, ok := err.(*Error)
+	if !ok {
+		e = From(err)
+	}
 	if e.Code == InternalError || !e.Code.Known() {
 		// Never send internal text: the message is the generic one.
 		e = &Error{Code: InternalError, Message: InternalError.Message(), Details: e.Details, Header: e.Header, cause: e}
 	}
+	// Header names below are written in canonical form and the map is
+	// indexed directly: Header.Get and Set would canonicalise them on
+	// every error. The values Write sets share one allocation.
 	h := w.Header()
-	id := h.Get(HeaderRequestID)
+	hv := new(headerValues)
+	id := first(h[HeaderRequestID])
 	if id == "" {
 		id = newRequestID()
-		h.Set(HeaderRequestID, id)
+		h[HeaderRequestID] = hv.set(0, id)
 	}
-	details := make(Details, len(e.Details)+1)
-	for k, v := range e.Details {
-		details[k] = v
-	}
-	details["request_id"] = id
+	// details are the error's own plus these members: the error's map is
+	// not copied on the envelope path.
+	extra := append(hv.extra[:0], member{"request_id", id})
 	for k, vs := range e.Header {
 		h[k] = vs
 	}
 	status := e.HTTPStatus()
-	if ra, ok := details["retry_after"]; ok && h.Get("Retry-After") == "" {
-		h.Set("Retry-After", toString(ra))
+	if ra, ok := e.Details["retry_after"]; ok && first(h["Retry-After"]) == "" {
+		h["Retry-After"] = hv.set(1, toString(ra))
 	}
 	switch e.Code {
 	case Unauthorized:
-		if h.Get("WWW-Authenticate") == "" {
-			h.Set("WWW-Authenticate", `Bearer realm="tollgate"`)
+		if first(h["Www-Authenticate"]) == "" {
+			h["Www-Authenticate"] = hv.set(2, `Bearer realm="tollgate"`)
 		}
 	case IdempotencyKeyInUse:
-		if h.Get("Retry-After") == "" {
-			h.Set("Retry-After", "1")
-			details["retry_after"] = 1
+		if first(h["Retry-After"]) == "" {
+			h["Retry-After"] = hv.set(1, "1")
+			extra = append(extra, member{"retry_after", 1})
 		}
 	}
-	h.Set("Cache-Control", "no-store")
-	h.Del("Content-Length")
+	h["Cache-Control"] = hv.set(3, "no-store")
+	delete(h, "Content-Length")
 	if t := trackerOf(w); t != nil {
 		t.TrackError(e)
 	}
 	var body []byte
 	var merr error
 	if r != nil && prefersProblem(r.Header.Get("Accept")) {
-		h.Set("Content-Type", ContentTypeProblem)
-		body, merr = json.Marshal(problem(e, status, details, r))
+		h["Content-Type"] = hv.set(4, ContentTypeProblem)
+		body, merr = json.Marshal(problem(e, status, merged(e.Details, extra), r))
 	} else {
-		h.Set("Content-Type", ContentTypeJSON)
+		h["Content-Type"] = hv.set(4, ContentTypeJSON)
 		success := r != nil && OptionsFrom(r.Context()).SuccessField
 		var ok bool
-		if body, ok = appendEnvelope(make([]byte, 0, 256), e.Code, e.Message, details, success); !ok {
-			env := envelope{Error: wireBody{Code: e.Code, Message: e.Message, Details: details}}
+		if body, ok = appendEnvelope(make([]byte, 0, 256), e.Code, e.Message, e.Details, extra, success); !ok {
+			env := envelope{Error: wireBody{Code: e.Code, Message: e.Message, Details: merged(e.Details, extra)}}
 			if success {
 				env.Success = &falseValue
 			}
@@ -139,11 +145,46 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusInternalServerError
 	}
 	body = append(body, '\n')
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	n := strconv.AppendInt(hv.length[:0], int64(len(body)), 10)
+	h["Content-Length"] = hv.set(5, unsafe.String(&n[0], len(n))) // hv is never reused
 	w.WriteHeader(status)
 	if r == nil || r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// headerValues holds the header values one Write sets, and its extra
+// details members, in one allocation.
+type headerValues struct {
+	vals   [6][1]string
+	length [20]byte
+	extra  [2]member
+}
+
+// set stores v in slot i and returns the slice to put in the header map.
+func (hv *headerValues) set(i int, v string) []string {
+	hv.vals[i][0] = v
+	return hv.vals[i][:]
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// merged is details with extra's members added (replacing those of the
+// same key), for the encoders that need one map.
+func merged(details Details, extra []member) Details {
+	m := make(Details, len(details)+len(extra))
+	for k, v := range details {
+		m[k] = v
+	}
+	for _, x := range extra {
+		m[x.key] = x.value
+	}
+	return m
 }
 
 // problem builds the RFC 9457 body: type, title, status, detail, instance,
