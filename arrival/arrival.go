@@ -5,7 +5,11 @@
 // key check's map lookup or a rate-limit decision.
 //
 // The middleware's per-request state serves the time it read when the
-// request entered the chain; With serves one for everyone else.
+// request entered the chain, and only while Auth and RateLimit call the
+// verifier and the limiter: a call made later on the same context (a
+// streaming handler, a goroutine the handler started) must read the clock,
+// or it would judge expiry and refill at a stale time. With serves a time
+// for everyone else, with the same caveat.
 package arrival
 
 import (
@@ -28,6 +32,8 @@ func IsKey(k any) bool {
 }
 
 // With returns a copy of ctx carrying t as the request's arrival time.
+// Components that take it judge time by t, so pass the result only to
+// calls made as the request arrives, not to long-lived work.
 func With(ctx context.Context, t time.Time) context.Context {
 	return context.WithValue(ctx, key{}, &t)
 }

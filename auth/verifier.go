@@ -204,7 +204,10 @@ func (v *Verifier) fresh(e *entry, now time.Time) bool {
 		ttl = v.negTTL
 	}
 	age := now.Sub(e.fetched)
-	return age >= 0 && age < ttl
+	// With arrival times (not the Verifier's own clock), a request that
+	// arrived before the one that loaded e sees a negative age: e is then
+	// newer than the request, and fresh.
+	return age < ttl && (age >= 0 || !v.ownClock)
 }
 
 // load asks the store about h and caches the answer.

@@ -460,3 +460,22 @@ func TestVerifyArrivalTime(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyArrivalOutOfOrder: a request that arrived before the one that
+// loaded the cache entry (so the entry looks younger than zero) uses the
+// entry; it neither asks the store again nor replaces it.
+func TestVerifyArrivalOutOfOrder(t *testing.T) {
+	st := newFakeStore()
+	k := mustKey(t, true)
+	st.add(k, auth.KeyRecord{ID: "key_k", AccountID: "acc_1"})
+	v := auth.NewVerifier(st)
+	t0 := time.Now()
+	for _, at := range []time.Time{t0.Add(time.Millisecond), t0, t0.Add(time.Millisecond)} {
+		if _, err := v.Verify(arrival.With(context.Background(), at), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := st.lookups.Load(); n != 1 {
+		t.Errorf("store lookups = %d, want 1", n)
+	}
+}

@@ -57,7 +57,10 @@ func Auth(v KeyVerifier, guard *Guard) Middleware {
 					return
 				}
 			}
+			st := stateFrom(r.Context())
+			st.serveArrival(true) // the verifier may take the start time
 			p, err := v.Verify(r.Context(), secret)
+			st.serveArrival(false)
 			if err != nil {
 				e := authError(err)
 				if guard != nil && e.Code == apierror.Unauthorized {
@@ -66,7 +69,7 @@ func Auth(v KeyVerifier, guard *Guard) Middleware {
 				apierror.Write(w, r, e)
 				return
 			}
-			if st := stateFrom(r.Context()); st != nil && st.authed == nil {
+			if st != nil && st.authed == nil {
 				// The request's state carries the principal: no new
 				// context, no copy of the request.
 				st.authed, st.keyID = &authState{principal: p}, p.KeyID

@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -18,8 +19,10 @@ import (
 
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/arrival"
+	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/logjson"
 	"github.com/tollgate-dev/tollgate/middleware"
+	"github.com/tollgate-dev/tollgate/ratelimit"
 )
 
 // logBuffer is a concurrency-safe log destination for tests.
@@ -406,8 +409,10 @@ func TestCleanPath(t *testing.T) {
 	}
 }
 
-// TestArrivalTime: within the chain, arrival.From serves the clock reading
-// taken when the request entered it, when that clock is the system's.
+// TestArrivalTime: while Auth calls the verifier and RateLimit the store,
+// arrival.From serves the clock reading taken when the request entered the
+// chain, when that clock is the system's; the handler, which may run long
+// after, does not get it.
 func TestArrivalTime(t *testing.T) {
 	fixed := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -420,19 +425,53 @@ func TestArrivalTime(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got, start time.Time
-			var ok, startOK bool
-			h := middleware.RequestID(tt.now)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				got, ok = arrival.From(r.Context())
+			spy, storeSpy := &arrivalSpy{}, &arrivalStoreSpy{}
+			var start time.Time
+			var startOK, inHandler bool
+			rl := middleware.RateLimit(middleware.RateLimitConfig{Store: storeSpy, Default: ratelimit.Policy{Limit: 1, Window: time.Second}})
+			h := middleware.Chain(middleware.RequestID(tt.now), middleware.Auth(spy, nil), rl)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				start, startOK = middleware.StartTime(r.Context())
+				_, inHandler = arrival.From(r.Context())
 			}))
-			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
-			if !startOK {
-				t.Fatal("no StartTime in the chain")
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("Authorization", "Bearer good")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != http.StatusOK || !startOK {
+				t.Fatalf("status %d, StartTime ok %v", w.Code, startOK)
 			}
-			if ok != tt.wantOK || (ok && got != start) {
-				t.Errorf("arrival.From() = %v, %v; want StartTime %v, %v", got, ok, start, tt.wantOK)
+			if spy.ok != tt.wantOK || (spy.ok && spy.got != start) {
+				t.Errorf("arrival.From() in Verify = %v, %v; want StartTime %v, %v", spy.got, spy.ok, start, tt.wantOK)
+			}
+			if storeSpy.ok != tt.wantOK || (storeSpy.ok && storeSpy.got != start) {
+				t.Errorf("arrival.From() in Take = %v, %v; want StartTime %v, %v", storeSpy.got, storeSpy.ok, start, tt.wantOK)
+			}
+			if inHandler {
+				t.Error("arrival.From() in the handler = ok; want the time served only during Verify")
 			}
 		})
 	}
+}
+
+// arrivalSpy is a KeyVerifier that records what arrival.From gives it.
+type arrivalSpy struct {
+	got time.Time
+	ok  bool
+}
+
+func (s *arrivalSpy) Verify(ctx context.Context, secret string) (auth.Principal, error) {
+	s.got, s.ok = arrival.From(ctx)
+	return auth.Principal{AccountID: "acct", KeyID: "key_spy"}, nil
+}
+
+// arrivalStoreSpy is a ratelimit.Store that admits everything and records
+// what arrival.From gives it.
+type arrivalStoreSpy struct {
+	got time.Time
+	ok  bool
+}
+
+func (s *arrivalStoreSpy) Take(ctx context.Context, _ string, p []ratelimit.Policy, _ int) (ratelimit.Result, error) {
+	s.got, s.ok = arrival.From(ctx)
+	return ratelimit.Result{Allowed: true, Limit: p[0].Limit, Remaining: 1, Window: p[0].Window}, nil
 }

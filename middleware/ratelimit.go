@@ -87,7 +87,10 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 			} else {
 				key = "ip:" + clientAddr(r)
 			}
+			st := stateFrom(r.Context())
+			st.serveArrival(true) // the store may take the start time
 			res, err := cfg.Store.Take(r.Context(), key, policies, 1)
+			st.serveArrival(false)
 			if err != nil {
 				apierror.Write(w, r, apierror.Wrap(err, apierror.ServiceUnavailable, "Rate limiting is unavailable.").
 					With("reason", "ratelimit_unavailable").WithRetryAfter(time.Second))
@@ -97,7 +100,7 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 			if !ok {
 				now = cfg.Now()
 			}
-			setRateHeaders(w.Header(), stateFrom(r.Context()), cfg.Headers, res, now)
+			setRateHeaders(w.Header(), st, cfg.Headers, res, now)
 			if !res.Allowed {
 				apierror.Write(w, r, rateLimited("Rate limit exceeded.", res.Limit, res.Window, res.Policy, res.RetryAfter))
 				return

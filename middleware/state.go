@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -36,6 +37,22 @@ type state struct {
 	// stateCtx. It is a separate allocation so that requests without a
 	// key keep the state small.
 	authed *authState
+	// arrival is set while Auth and RateLimit call the verifier and the
+	// limiter, which may then take start instead of reading the clock
+	// (arrival.From). Only then: a later call on this context (a
+	// streaming handler, a goroutine the handler starts) must read its
+	// own clock, or it would judge expiry and refill at a stale time. It
+	// is atomic because goroutines started before Auth may hold the
+	// context.
+	arrival atomic.Bool
+}
+
+// serveArrival turns on or off serving the request's start time to
+// arrival.From (see arrival). It does nothing outside the chain.
+func (st *state) serveArrival(on bool) {
+	if st != nil {
+		st.arrival.Store(on)
+	}
 }
 
 // authState is what Auth and RateLimit add to an authenticated request.
@@ -63,8 +80,9 @@ type stateCtx struct {
 	st *state
 }
 
-// Value serves the state, the principal and the arrival time (the clock
-// reading taken when the request entered the chain, for arrival.From);
+// Value serves the state, the principal and, while Auth and RateLimit
+// call the verifier and the limiter, the arrival time (the clock reading
+// taken when the request entered the chain, for arrival.From);
 // type assertions keep it cheaper than interface comparisons, as it runs
 // several times per request.
 func (c *stateCtx) Value(key any) any {
@@ -76,7 +94,7 @@ func (c *stateCtx) Value(key any) any {
 			return &a.principal
 		}
 	}
-	if arrival.IsKey(key) && !c.st.start.IsZero() {
+	if arrival.IsKey(key) && c.st.arrival.Load() && !c.st.start.IsZero() {
 		return &c.st.start // never written again once set
 	}
 	return c.Context.Value(key)
