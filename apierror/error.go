@@ -147,6 +147,9 @@ func (e *Error) Is(target error) bool {
 // otherwise a mapping of well-known causes (context deadline, cancellation,
 // http.MaxBytesError), otherwise INTERNAL_ERROR with err as the cause.
 func From(err error) *Error {
+	if e, ok := err.(*Error); ok {
+		return e // the common case, without errors.As's reflection
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e

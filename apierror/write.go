@@ -76,10 +76,7 @@ var falseValue = false
 // Write is the only code in tollgate that writes an error body. It must be
 // called before anything else was written to w.
 func Write(w http.ResponseWriter, r *http.Request, err error) {
-	e, ok := err.(*Error)
-	if !ok {
-		e = From(err)
-	}
+	e := From(err)
 	if e.Code == InternalError || !e.Code.Known() {
 		// Never send internal text: the message is the generic one.
 		e = &Error{Code: InternalError, Message: InternalError.Message(), Details: e.Details, Header: e.Header, cause: e}

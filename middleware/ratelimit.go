@@ -96,7 +96,7 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 					With("reason", "ratelimit_unavailable").WithRetryAfter(time.Second))
 				return
 			}
-			now, ok := StartTime(r.Context())
+			now, ok := st.startTime()
 			if !ok {
 				now = cfg.Now()
 			}

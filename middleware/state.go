@@ -142,7 +142,13 @@ func SetKeyID(ctx context.Context, id string) {
 // outside the chain, or when no timing middleware (RequestID, Logger,
 // Metrics) read the clock.
 func StartTime(ctx context.Context) (t time.Time, ok bool) {
-	if st := stateFrom(ctx); st != nil && !st.start.IsZero() {
+	return stateFrom(ctx).startTime()
+}
+
+// startTime is StartTime for a state already in hand (nil outside the
+// chain).
+func (st *state) startTime() (time.Time, bool) {
+	if st != nil && !st.start.IsZero() {
 		return st.start, true
 	}
 	return time.Time{}, false
