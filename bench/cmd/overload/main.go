@@ -31,7 +31,9 @@
 // offered against the capacity measured just before it, and a summary gives
 // the median of the rounds' ratios: the disk's sync latency, and with it
 // the capacity, drifts over tens of seconds on a shared host, and pairing
-// phases seconds apart keeps that drift out of the ratio.
+// phases seconds apart keeps that drift out of the ratio. The summary also
+// gives the ratio of the pooled p99s: every admitted request of the run
+// against every request of its capacity phases.
 package main
 
 import (
@@ -119,6 +121,8 @@ type roundResult struct {
 	dropped  int     // requests the generator could not send on time
 	refused  int
 	admitted int
+	// The latencies themselves, for the ratio of the pooled p99s.
+	unloadedLat, admittedLat []time.Duration
 }
 
 // oneRound measures capacity closed loop, then offers factor × that open
@@ -166,16 +170,25 @@ func oneRound(t *target, clients int, factor float64, dur time.Duration, conns i
 		dropped:  o.dropped,
 		refused:  len(refused),
 		admitted: len(admitted),
+
+		unloadedLat: ok,
+		admittedLat: admitted,
 	}, nil
 }
 
 // summarize prints the rounds' admitted-p99 ratios: median, range, and
-// how many stayed within 2×, with the totals that must be 0.
+// how many stayed within 2×, with the totals that must be 0; then the p99
+// of every admitted request of the run against the p99 of every request
+// of the capacity phases (phases alternate, so the host's drift weighs on
+// both pools alike).
 func summarize(rs []roundResult) {
 	ratios := make([]float64, len(rs))
 	within, bad, dropped, refused, admitted := 0, 0, 0, 0, 0
 	minOffered := math.Inf(1)
+	var allUnloaded, allAdmitted []time.Duration
 	for i, r := range rs {
+		allUnloaded = append(allUnloaded, r.unloadedLat...)
+		allAdmitted = append(allAdmitted, r.admittedLat...)
 		ratios[i] = r.ratio
 		if r.ratio <= 2 {
 			within++
@@ -190,6 +203,8 @@ func summarize(rs []roundResult) {
 	fmt.Printf("== %d rounds: admitted p99 / unloaded p99 median %.2f× (min %.2f×, max %.2f×), within 2× in %d; offered ≥ %.2f× capacity; "+
 		"admitted %d, refused 503 %d; 500s + client errors/timeouts + 503s without Retry-After: %d; not sent: %d\n",
 		len(rs), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], within, minOffered, admitted, refused, bad, dropped)
+	u, a := pct(allUnloaded, 99), pct(allAdmitted, 99)
+	fmt.Printf("== pooled over the rounds: admitted p99 %v / unloaded p99 %v = %.2f×\n", round(a), round(u), float64(a)/float64(u))
 }
 
 // target is the server and the fixed part of every request.
