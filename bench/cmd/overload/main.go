@@ -115,14 +115,13 @@ func run(args []string) error {
 
 // roundResult is what one capacity + overload pair measured.
 type roundResult struct {
-	ratio    float64 // admitted p99 / unloaded p99
-	offered  float64 // offered rate / capacity
-	bad      int     // 500s, client errors and timeouts, 503s without Retry-After
-	dropped  int     // requests the generator could not send on time
-	refused  int
-	admitted int
-	// The latencies themselves, for the ratio of the pooled p99s.
-	unloadedLat, admittedLat []time.Duration
+	ratio   float64 // admitted p99 / unloaded p99
+	offered float64 // offered rate / capacity
+	bad     int     // 500s, client errors and timeouts, 503s without Retry-After
+	dropped int     // requests the generator could not send on time
+	refused int
+	// The 201s' latencies, for the ratio of the pooled p99s.
+	unloaded, admitted []time.Duration
 }
 
 // oneRound measures capacity closed loop, then offers factor × that open
@@ -169,10 +168,8 @@ func oneRound(t *target, clients int, factor float64, dur time.Duration, conns i
 		bad:      s.status[500] + s.errors() + s.noRetryAfter,
 		dropped:  o.dropped,
 		refused:  len(refused),
-		admitted: len(admitted),
-
-		unloadedLat: ok,
-		admittedLat: admitted,
+		unloaded: ok,
+		admitted: admitted,
 	}, nil
 }
 
@@ -183,12 +180,12 @@ func oneRound(t *target, clients int, factor float64, dur time.Duration, conns i
 // both pools alike).
 func summarize(rs []roundResult) {
 	ratios := make([]float64, len(rs))
-	within, bad, dropped, refused, admitted := 0, 0, 0, 0, 0
+	within, bad, dropped, refused := 0, 0, 0, 0
 	minOffered := math.Inf(1)
 	var allUnloaded, allAdmitted []time.Duration
 	for i, r := range rs {
-		allUnloaded = append(allUnloaded, r.unloadedLat...)
-		allAdmitted = append(allAdmitted, r.admittedLat...)
+		allUnloaded = append(allUnloaded, r.unloaded...)
+		allAdmitted = append(allAdmitted, r.admitted...)
 		ratios[i] = r.ratio
 		if r.ratio <= 2 {
 			within++
@@ -196,13 +193,12 @@ func summarize(rs []roundResult) {
 		bad += r.bad
 		dropped += r.dropped
 		refused += r.refused
-		admitted += r.admitted
 		minOffered = min(minOffered, r.offered)
 	}
 	slices.Sort(ratios)
 	fmt.Printf("== %d rounds: admitted p99 / unloaded p99 median %.2f× (min %.2f×, max %.2f×), within 2× in %d; offered ≥ %.2f× capacity; "+
 		"admitted %d, refused 503 %d; 500s + client errors/timeouts + 503s without Retry-After: %d; not sent: %d\n",
-		len(rs), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], within, minOffered, admitted, refused, bad, dropped)
+		len(rs), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], within, minOffered, len(allAdmitted), refused, bad, dropped)
 	u, a := pct(allUnloaded, 99), pct(allAdmitted, 99)
 	fmt.Printf("== pooled over the rounds: admitted p99 %v / unloaded p99 %v = %.2f×\n", round(a), round(u), float64(a)/float64(u))
 }
