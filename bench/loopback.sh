@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Loopback throughput of the bare handler against tollgate's chains, in one
 # run. One loopserver process pinned to core 0 with GOMAXPROCS=1 serves all
-# three modes on consecutive ports; wrk, pinned to core 1, drives one mode
+# five modes on consecutive ports (bare, core, full, and the floors hdr and
+# hdrs: the bare handler writing core's and full's extra response headers
+# as constants, no middleware); wrk, pinned to core 1, drives one mode
 # at a time in short slices, rotating the order every round so that the
 # drift of a shared host hits every mode alike.
 #
@@ -38,11 +40,11 @@ start_server() {
   for _ in $(seq 1 200); do grep -q ready "$dir/out" 2>/dev/null && break; sleep 0.05; done
   key=$(head -1 "$dir/out")
 }
-modes=(bare core full)
+modes=(bare core full hdr hdrs)
 cpu_ns() { cat /proc/$pid/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
 slice() { # mode seconds -> "requests cpu-ns"
   local mode=$1 d=$2 p before after n
-  case $mode in bare) p=$port ;; core) p=$((port + 1)) ;; full) p=$((port + 2)) ;; esac
+  case $mode in bare) p=$port ;; core) p=$((port + 1)) ;; full) p=$((port + 2)) ;; hdr) p=$((port + 3)) ;; hdrs) p=$((port + 4)) ;; esac
   before=$(cpu_ns)
   n=$(taskset -c 1 wrk -t1 -c32 -d"${d}s" -H "Authorization: Bearer $key" http://127.0.0.1:$p/v1/hello | awk '/requests in/ {print $1}')
   after=$(cpu_ns)
@@ -55,30 +57,34 @@ for r in $(seq 1 "$rounds"); do
     start_server
     warm_up
   fi
-  for i in 0 1 2; do
-    mode=${modes[$(((i + r) % 3))]}
+  for i in "${!modes[@]}"; do
+    mode=${modes[$(((i + r) % ${#modes[@]}))]}
     read -r n cpu < <(slice "$mode" "$secs")
     awk -v m="$mode" -v n="$n" -v c="$cpu" -v s="$secs" \
       'BEGIN {printf "BenchmarkLoopback/mode=%s %d %.0f ns/op %.0f cpu-ns/op %.0f req/s\n", m, n, s * 1e9 / n, c / n, n / s}' | tee -a "$outfile"
   done
 done
-# Paired ratios: each round's core and full against that round's bare,
-# taken seconds apart, then the median and quartiles over the rounds.
-awk '
+# Paired ratios: each round's modes against that round's bare, taken
+# seconds apart, then the median and quartiles over the rounds.
+awk -v k=${#modes[@]} '
   { split($1, m, "="); rps[m[2]] = $7 }
-  m[2] != "" && ("bare" in rps) && ("core" in rps) && ("full" in rps) {
-    n++; core[n] = rps["core"] / rps["bare"]; full[n] = rps["full"] / rps["bare"]; delete rps
+  NR % k == 0 {
+    n++
+    for (mode in rps) if (mode != "bare") ratio[mode, n] = rps[mode] / rps["bare"]
+    delete rps
   }
-  function q(a, n, f,   i, j, t) {
+  function q(mode, f,   a, i, j, t) {
+    for (i = 1; i <= n; i++) a[i] = ratio[mode, i]
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
     return a[int((n - 1) * f + 1.5)]
   }
   END {
-    printf "paired throughput ratio over %d rounds: core %.3f (quartiles %.3f-%.3f), full %.3f (%.3f-%.3f)\n",
-      n, q(core, n, .5), q(core, n, .25), q(core, n, .75), q(full, n, .5), q(full, n, .25), q(full, n, .75)
+    printf "paired throughput ratio to bare over %d rounds, median (quartiles):", n
+    split("core full hdr hdrs", order, " ")
+    for (i = 1; i <= 4; i++) printf " %s %.3f (%.3f-%.3f)%s", order[i], q(order[i], .5), q(order[i], .25), q(order[i], .75), i < 4 ? "," : "\n"
   }' "$outfile"
 if command -v benchstat >/dev/null; then
-  benchstat -col '/mode@(bare core full)' "$outfile"
+  benchstat -col '/mode@(bare core full hdr hdrs)' "$outfile"
 else
   echo "benchstat not found: go install golang.org/x/perf/cmd/benchstat@latest" >&2
 fi

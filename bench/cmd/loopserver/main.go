@@ -1,11 +1,19 @@
 // Command loopserver serves one JSON route three ways, for the loopback
 // throughput comparison in bench/loopback.sh, each on its own port from
-// one process (bare on -port, core on -port+1, full on -port+2), so that
-// a load generator can alternate between them in short slices:
+// one process (bare on -port, core on -port+1, full on -port+2, then
+// hdr and hdrs), so that a load generator can alternate between them in
+// short slices:
 //
 //	bare   the handler alone
 //	core   RequestID, Logger (access line per request), Recover, Router
 //	full   core plus Auth with a cached key and RateLimit (memory store)
+//	hdr    the handler plus the one response header core adds
+//	       (X-Request-Id), with a constant value and no middleware
+//	hdrs   the handler plus the four response headers full adds
+//	       (X-Request-Id and X-RateLimit-*), constant, no middleware
+//
+// hdr and hdrs are floors: what net/http alone charges for writing the
+// headers the error contract requires, which no middleware can avoid.
 //
 // The access log goes to stderr through logjson, buffered as serve does.
 // It prints the API key for full on stdout, then "ready".
@@ -42,6 +50,31 @@ func helloHandler(w http.ResponseWriter, r *http.Request) {
 	w.Write(hello)
 }
 
+// Constant header values for the floors, shared by every response (net/http
+// copies the header map before writing it and never changes the values).
+var (
+	idValue        = []string{"01JDZ8Y2V6Q3N5K7M9P1R3T5W7"}
+	limitValue     = []string{"1000000000"}
+	remainingValue = []string{"999999999"}
+	resetValue     = []string{"1795000000"}
+)
+
+// withHeaders returns helloHandler setting n of the contract's headers
+// first (1: X-Request-Id; 4: and X-RateLimit-*), the way the middleware
+// sets them: canonical keys, values without allocating.
+func withHeaders(n int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["X-Request-Id"] = idValue
+		if n > 1 {
+			h["X-Ratelimit-Limit"] = limitValue
+			h["X-Ratelimit-Remaining"] = remainingValue
+			h["X-Ratelimit-Reset"] = resetValue
+		}
+		helloHandler(w, r)
+	}
+}
+
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -51,7 +84,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loopserver", flag.ContinueOnError)
-	port := fs.Int("port", 18090, "port of bare; core and full listen on the next two")
+	port := fs.Int("port", 18090, "port of bare; core, full, hdr and hdrs listen on the next four")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here until SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -100,9 +133,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	servers := make([]*http.Server, 0, 3)
-	listeners := make([]net.Listener, 0, 3)
-	for i, h := range []http.Handler{http.HandlerFunc(helloHandler), core, full} {
+	handlers := []http.Handler{http.HandlerFunc(helloHandler), core, full, withHeaders(1), withHeaders(4)}
+	servers := make([]*http.Server, 0, len(handlers))
+	listeners := make([]net.Listener, 0, len(handlers))
+	for i, h := range handlers {
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port+i))
 		if err != nil {
 			return err
