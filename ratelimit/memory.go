@@ -43,7 +43,10 @@ type MemoryOptions struct {
 	// dropped first; when a shard is full of keys that are still limiting,
 	// the one that becomes idle soonest among a small sample is dropped,
 	// which forgets the rest of its window. Memory stays bounded under a
-	// flood of distinct keys at the cost of that key's accuracy.
+	// flood of distinct keys at the cost of that key's accuracy. A key
+	// costs 128 bytes, a copy of its bytes and 32 to 64 bytes of hash
+	// table (a second policy on the same key another 128), so
+	// DefaultMaxKeys keys of 40 bytes take 210 to 240 MiB.
 	MaxKeys int
 }
 
@@ -57,12 +60,17 @@ type MemoryOptions struct {
 // compare-and-swap. Adding or removing keys, and decisions over several
 // policies at once, hold the shard's mutex (never across I/O; there is
 // none).
+//
+// The layout keeps what every decision reads apart from what decisions
+// write, one 64-byte cache line each, so that cores deciding at once do
+// not take lines from each other for nothing: each shard has a line of its
+// own, and so do a key's policy parameters and its state (see slot).
 type MemoryStore struct {
+	shards      [numShards]shard // first, so each shard's fields share a line with no other's
 	clock       func() time.Time // nil: the monotonic clock
 	epoch       time.Time        // the clock's reading at creation
 	seed        maphash.Seed
 	maxPerShard int
-	shards      [numShards]shard
 }
 
 type shard struct {
@@ -70,7 +78,7 @@ type shard struct {
 	mu      sync.Mutex            // serialises every change to the shard
 	n       int                   // entries in the table
 	sweepAt int                   // sweep idle keys when n reaches this (0: minSweep)
-	_       [24]byte              // keep shards on separate cache lines
+	_       [32]byte              // one cache line per shard
 }
 
 // table is an open-addressing hash table with linear probing, at most half
@@ -84,21 +92,58 @@ type table struct {
 
 // entry is the state of one key: one slot per policy it is used with. The
 // first slot is inline; the key, hash and slot shapes never change once
-// the entry is published, only the TATs do.
+// the entry is published, only the TATs (and the denial hints) do.
+//
+// An entry is 128 bytes, so Go's allocator places it on two whole cache
+// lines: the first holds the hash, the key and the first slot's
+// parameters and denial hint, read by every decision and rarely written;
+// the second holds the first slot's TAT, written by every admission.
 type entry struct {
 	h     uint64 // maphash of key
 	key   string
 	first slot
 	more  atomic.Pointer[[]*slot] // further policies; replaced, never modified
+	_     [48]byte
+}
+
+// slotAlone is a slot allocated on its own (a key's second policy and
+// after), laid out as in an entry: 128 bytes, the TAT alone on the second
+// cache line.
+type slotAlone struct {
+	_  [24]byte
+	sl slot
+	_  [56]byte
 }
 
 // slot is the GCRA state of one (key, policy), in nanoseconds since the
-// store's epoch. A policy is identified by its Limit, Window and burst.
+// store's epoch. A policy is identified by its Limit, Window and burst;
+// its tolerance is interval × burst.
 type slot struct {
 	limit, window, burst int64
-	interval, tolerance  int64
-	tat                  atomic.Int64
+	interval             int64
+	// denied is the TAT the latest denial saw, 0 once an admission has
+	// moved the TAT since (or never denied). A decision reads it before
+	// the TAT: until a single unit fits again, at
+	// denied+interval-tolerance, no admission can move the TAT, so every
+	// request with a cost is denied against that same TAT. A key held
+	// over its limit is then decided from this read-mostly line alone,
+	// and cores denying it at once share the line instead of taking it
+	// from each other.
+	denied atomic.Int64
+	tat    atomic.Int64
 }
+
+// clearDenied drops the denial hint once the TAT has moved, writing the
+// read-mostly line only if there was one.
+func (sl *slot) clearDenied() {
+	if sl.denied.Load() != 0 {
+		sl.denied.Store(0)
+	}
+}
+
+// tolerance is the slot's GCRA tolerance: how far past now its TAT may
+// be after an admission.
+func (sl *slot) tolerance() int64 { return sl.interval * sl.burst }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(opts MemoryOptions) *MemoryStore {
@@ -220,33 +265,57 @@ func (s *MemoryStore) takeOne(r *Result, now int64, key string, p *Policy, cost 
 // r. It reports false when the slot is dead or locked (the caller retries
 // under the shard's mutex).
 func decideOne(r *Result, sl *slot, p *Policy, now int64, cost int) bool {
+	tolerance := sl.tolerance()
+	if d := sl.denied.Load(); cost > 0 && d != 0 && now < d+sl.interval-tolerance {
+		// Denied against TAT d, which cannot have moved (see slot.denied):
+		// what the loop below would decide, without touching the TAT's
+		// cache line. Remaining is 0, for d-now > tolerance-interval.
+		fill(r, p, false, 0, d+int64(cost)*sl.interval-tolerance-now, d-now)
+		return true
+	}
 	for {
-		old := sl.tat.Load()
+		// Add(0) reads the TAT with its cache line held for writing, so
+		// that the compare-and-swap of an admission finds it in place: a
+		// plain load would fetch the line shared, and the swap would
+		// fetch it again, a second wait when another core wrote it last.
+		// (Keys held over their limit do not get here: see above.)
+		old := sl.tat.Add(0)
 		if old >= tatLocked {
 			return false
 		}
 		tat := max(old, now)
 		next := tat + int64(cost)*sl.interval
-		allowed := next-now <= sl.tolerance
+		allowed := next-now <= tolerance
 		if allowed && cost > 0 {
 			if !sl.tat.CompareAndSwap(old, next) {
 				continue // another decision got in first: decide again
 			}
 			tat = next
+			sl.clearDenied()
+		}
+		if !allowed && old > now && sl.denied.Load() != old {
+			sl.denied.Store(old)
+		}
+		var retry int64
+		if !allowed {
+			retry = next - tolerance - now
 		}
 		reset := tat - now
-		r.Allowed = allowed
-		r.Limit = p.Limit
-		r.Remaining = int(max((sl.tolerance-reset)/sl.interval, 0))
-		r.RetryAfter = 0
-		if !allowed {
-			r.RetryAfter = time.Duration(next - sl.tolerance - now)
-		}
-		r.ResetAfter = time.Duration(reset)
-		r.Policy = p.name()
-		r.Window = p.Window
+		fill(r, p, allowed, int(max((tolerance-reset)/sl.interval, 0)), retry, reset)
 		return true
 	}
+}
+
+// fill sets r to one decision under p; retryAfter and resetAfter are in
+// nanoseconds.
+func fill(r *Result, p *Policy, allowed bool, remaining int, retryAfter, resetAfter int64) {
+	r.Allowed = allowed
+	r.Limit = p.Limit
+	r.Remaining = remaining
+	r.RetryAfter = time.Duration(retryAfter)
+	r.ResetAfter = time.Duration(resetAfter)
+	r.Policy = p.name()
+	r.Window = p.Window
 }
 
 // take decides a request under several policies: all of the key's slots
@@ -301,7 +370,7 @@ func (s *MemoryStore) take(now int64, key string, policies []Policy, cost int) (
 
 	allowed := true
 	for i, sl := range slots {
-		st := GCRAState{Interval: sl.interval, Tolerance: sl.tolerance, TAT: max(olds[i], now)}
+		st := GCRAState{Interval: sl.interval, Tolerance: sl.tolerance(), TAT: max(olds[i], now)}
 		if st.TAT+int64(cost)*st.Interval-now > st.Tolerance {
 			allowed = false
 		}
@@ -311,6 +380,9 @@ func (s *MemoryStore) take(now int64, key string, policies []Policy, cost int) (
 		for i := range states {
 			states[i].TAT += int64(cost) * states[i].Interval
 			olds[i] = states[i].TAT
+		}
+		for _, sl := range slots {
+			sl.clearDenied()
 		}
 	}
 	unlock(slots, olds)
@@ -375,12 +447,13 @@ func (sl *slot) matches(p *Policy) bool {
 // init makes sl a fresh slot for p at now; it reports false if p is
 // invalid.
 func (sl *slot) init(p *Policy, now int64) bool {
-	interval, tolerance, err := p.params()
+	interval, _, err := p.params()
 	if err != nil {
 		return false
 	}
 	sl.limit, sl.window, sl.burst = int64(p.Limit), int64(p.Window), int64(p.Capacity())
-	sl.interval, sl.tolerance = interval, tolerance
+	sl.interval = interval
+	sl.denied.Store(0)
 	sl.tat.Store(now)
 	return true
 }
@@ -389,7 +462,7 @@ func (sl *slot) init(p *Policy, now int64) bool {
 // dropping the extra slots that are idle and not in keep. The shard's
 // mutex is held.
 func (e *entry) addSlot(p *Policy, now int64, keep []*slot) *slot {
-	sl := new(slot)
+	sl := &new(slotAlone).sl
 	if !sl.init(p, now) {
 		return nil
 	}
