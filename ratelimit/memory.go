@@ -56,8 +56,9 @@ type MemoryOptions struct {
 //
 // Keys are spread over 256 shards. A single-policy decision on a known key
 // takes no lock and allocates nothing: it finds the key in its shard's
-// hash table with atomic loads and updates the key's state with one
-// compare-and-swap. Adding or removing keys, and decisions over several
+// hash table with atomic loads, then either refuses it from the key's
+// denial hint (a key held over its limit: reads only) or updates the key's
+// state with a compare-and-swap. Adding or removing keys, and decisions over several
 // policies at once, hold the shard's mutex (never across I/O; there is
 // none).
 //
