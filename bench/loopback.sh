@@ -40,17 +40,16 @@ start_server() {
   for _ in $(seq 1 200); do grep -q ready "$dir/out" 2>/dev/null && break; sleep 0.05; done
   key=$(head -1 "$dir/out")
 }
-modes=(bare core full hdr hdrs)
+modes=(bare core full hdr hdrs) # loopserver's order: mode i listens on port+i
 cpu_ns() { cat /proc/$pid/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
-slice() { # mode seconds -> "requests cpu-ns"
-  local mode=$1 d=$2 p before after n
-  case $mode in bare) p=$port ;; core) p=$((port + 1)) ;; full) p=$((port + 2)) ;; hdr) p=$((port + 3)) ;; hdrs) p=$((port + 4)) ;; esac
+slice() { # mode-index seconds -> "requests cpu-ns"
+  local p=$((port + $1)) d=$2 before after n
   before=$(cpu_ns)
   n=$(taskset -c 1 wrk -t1 -c32 -d"${d}s" -H "Authorization: Bearer $key" http://127.0.0.1:$p/v1/hello | awk '/requests in/ {print $1}')
   after=$(cpu_ns)
   echo "$n $((after - before))"
 }
-warm_up() { for mode in "${modes[@]}"; do slice "$mode" 1 >/dev/null; done; }
+warm_up() { for i in "${!modes[@]}"; do slice "$i" 1 >/dev/null; done; }
 : >"$outfile"
 for r in $(seq 1 "$rounds"); do
   if (((r - 1) % restart == 0)); then
@@ -58,15 +57,16 @@ for r in $(seq 1 "$rounds"); do
     warm_up
   fi
   for i in "${!modes[@]}"; do
-    mode=${modes[$(((i + r) % ${#modes[@]}))]}
-    read -r n cpu < <(slice "$mode" "$secs")
+    j=$(((i + r) % ${#modes[@]}))
+    mode=${modes[$j]}
+    read -r n cpu < <(slice "$j" "$secs")
     awk -v m="$mode" -v n="$n" -v c="$cpu" -v s="$secs" \
       'BEGIN {printf "BenchmarkLoopback/mode=%s %d %.0f ns/op %.0f cpu-ns/op %.0f req/s\n", m, n, s * 1e9 / n, c / n, n / s}' | tee -a "$outfile"
   done
 done
 # Paired ratios: each round's modes against that round's bare, taken
 # seconds apart, then the median and quartiles over the rounds.
-awk -v k=${#modes[@]} '
+awk -v k=${#modes[@]} -v others="${modes[*]:1}" '
   { split($1, m, "="); rps[m[2]] = $7 }
   NR % k == 0 {
     n++
@@ -80,11 +80,11 @@ awk -v k=${#modes[@]} '
   }
   END {
     printf "paired throughput ratio to bare over %d rounds, median (quartiles):", n
-    split("core full hdr hdrs", order, " ")
-    for (i = 1; i <= 4; i++) printf " %s %.3f (%.3f-%.3f)%s", order[i], q(order[i], .5), q(order[i], .25), q(order[i], .75), i < 4 ? "," : "\n"
+    no = split(others, order, " ")
+    for (i = 1; i <= no; i++) printf " %s %.3f (%.3f-%.3f)%s", order[i], q(order[i], .5), q(order[i], .25), q(order[i], .75), i < no ? "," : "\n"
   }' "$outfile"
 if command -v benchstat >/dev/null; then
-  benchstat -col '/mode@(bare core full hdr hdrs)' "$outfile"
+  benchstat -col "/mode@(${modes[*]})" "$outfile"
 else
   echo "benchstat not found: go install golang.org/x/perf/cmd/benchstat@latest" >&2
 fi

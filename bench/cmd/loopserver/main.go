@@ -1,4 +1,4 @@
-// Command loopserver serves one JSON route three ways, for the loopback
+// Command loopserver serves one JSON route five ways, for the loopback
 // throughput comparison in bench/loopback.sh, each on its own port from
 // one process (bare on -port, core on -port+1, full on -port+2, then
 // hdr and hdrs), so that a load generator can alternate between them in
