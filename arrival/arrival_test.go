@@ -8,6 +8,10 @@ import (
 	"github.com/tollgate-dev/tollgate/arrival"
 )
 
+// otherKey is a context key of the test's own, for a value between the
+// arrival time and the caller.
+type otherKey struct{}
+
 func TestFrom(t *testing.T) {
 	now := time.Now()
 	tests := []struct {
@@ -22,7 +26,7 @@ func TestFrom(t *testing.T) {
 		{"injected clock", arrival.With(context.Background(), time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)), time.Time{}, false},
 		{"monotonic reading stripped", arrival.With(context.Background(), now.Round(0)), time.Time{}, false},
 		{"zero", arrival.With(context.Background(), time.Time{}), time.Time{}, false},
-		{"nested", context.WithValue(arrival.With(context.Background(), now), struct{}{}, 1), now, true},
+		{"nested", context.WithValue(arrival.With(context.Background(), now), otherKey{}, 1), now, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -183,19 +183,6 @@ func (c *child) awaitReady(t *testing.T) {
 	t.Fatalf("tollgate not ready:\n%s", c.stderr.Tail(2000))
 }
 
-// poll waits, bounded, for ok, failing if the child exits meanwhile.
-func (c *child) poll(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	poll(t, what, func() bool {
-		select {
-		case <-c.done:
-			t.Fatalf("tollgate exited while waiting for %s:\n%s", what, c.stderr.Tail(2000))
-		default:
-		}
-		return ok()
-	})
-}
-
 // load creates leads from crashClients goroutines until crashAcks were
 // acknowledged, then SIGKILLs the server while requests are in flight. It
 // returns the acknowledged leads (id → phone) and the number of requests
