@@ -70,7 +70,8 @@ var falseValue = false
 // the envelope (or problem+json when r's Accept prefers it),
 // Content-Type, Cache-Control: no-store, the error's headers, and
 // details.request_id taken from w's X-Request-Id header (one is made if
-// the header is absent). Any error that is not an *Error becomes
+// the header is absent). A Location header set before the call is
+// removed. Any error that is not an *Error becomes
 // INTERNAL_ERROR with a generic message; its text is never sent.
 //
 // Write is the only code in tollgate that writes an error body. It must be
@@ -94,6 +95,9 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 	// details are the error's own plus these members: the error's map is
 	// not copied on the envelope path.
 	extra := append(hv.extra[:0], member{"request_id", id})
+	// A handler may have set Location for the success it expected; an
+	// error points at no resource unless it names one itself.
+	delete(h, "Location")
 	for k, vs := range e.Header {
 		h[k] = vs
 	}

@@ -23,7 +23,7 @@ type KeyVerifier interface {
 
 // queryKeyParams are query parameters that look like credentials. A
 // request carrying one is refused: keys in URLs end up in logs.
-var queryKeyParams = []string{"api_key", "apikey", "api-key", "key", "access_token", "token", "x-api-key"}
+var queryKeyParams = []string{"api_key", "apikey", "api-key", "key", "access_token", "token", "x-api-key", "authorization"}
 
 // Auth authenticates each request with an API key from
 // "Authorization: Bearer <key>" or "x-api-key: <key>" and puts the
@@ -32,7 +32,9 @@ var queryKeyParams = []string{"api_key", "apikey", "api-key", "key", "access_tok
 // Refusals: 401 UNAUTHORIZED with details.reason missing, malformed,
 // unknown, revoked or expired (and WWW-Authenticate: Bearer); 400
 // INVALID_REQUEST when both headers carry different keys or a key is in
-// the query string; 503 SERVICE_UNAVAILABLE when the key store is down
+// the query string (a parameter named like a credential, such as api_key,
+// token or authorization, or a key's prefix anywhere in a name or a
+// value); 503 SERVICE_UNAVAILABLE when the key store is down
 // (never 401). When guard is not nil, a client address with too many
 // failed authentications gets 429 RATE_LIMITED before any lookup.
 func Auth(v KeyVerifier, guard *Guard) Middleware {
@@ -172,8 +174,11 @@ func checkQuery(raw string) error {
 				return queryKeyError(name)
 			}
 		}
+		if holdsKey(name) {
+			return queryKeyError("")
+		}
 		for _, v := range vals {
-			if strings.HasPrefix(v, auth.PrefixLive) || strings.HasPrefix(v, auth.PrefixTest) {
+			if holdsKey(v) {
 				return queryKeyError(name)
 			}
 		}
@@ -181,9 +186,21 @@ func checkQuery(raw string) error {
 	return nil
 }
 
+// holdsKey reports whether s contains what may be an API key: a key's
+// prefix anywhere in it ("Bearer tg_live_…" included).
+func holdsKey(s string) bool {
+	return strings.Contains(s, auth.PrefixLive) || strings.Contains(s, auth.PrefixTest)
+}
+
+// queryKeyError refuses a key in the query string, under parameter name
+// ("" when the key is the name: it is not echoed back).
 func queryKeyError(name string) error {
-	return apierror.New(apierror.InvalidRequest, "API keys are not accepted in the query string; use the Authorization header.").
-		With("reason", "key in query string").With("field", name)
+	e := apierror.New(apierror.InvalidRequest, "API keys are not accepted in the query string; use the Authorization header.").
+		With("reason", "key in query string")
+	if name != "" {
+		e.With("field", name)
+	}
+	return e
 }
 
 // clientAddr is the client's IP address (RemoteAddr without the port).

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
@@ -135,6 +136,9 @@ func mapError(err error) *apierror.Error {
 				t = t.Elem()
 			}
 			want = kindName(t.Kind().String())
+			if t == timeType {
+				want = "an RFC 3339 date-time string"
+			}
 		}
 		e := apierror.Wrap(err, apierror.InvalidRequest, "Field "+field+" must be "+want+".").
 			With("reason", "wrong type").With("expected", want)
@@ -161,6 +165,10 @@ func fieldName(p jsontext.Pointer) string {
 	}
 	return name
 }
+
+// timeType is time.Time, which JSON carries as an RFC 3339 string, not
+// as the struct it is in Go.
+var timeType = reflect.TypeFor[time.Time]()
 
 func kindName(k string) string {
 	switch k {

@@ -94,8 +94,9 @@ func IdempotencyStores(status int) bool {
 
 // Idempotency makes POST and PATCH requests that carry an Idempotency-Key
 // safe to retry. It runs after Auth (keys are scoped by the authenticated
-// account) and after rate limiting, so 401 and 429 answers are never
-// stored. Other methods pass through, key or not; so do requests without
+// account), after rate limiting and after RequireScopes, so 401, 429 and
+// 403 answers are never stored, and a key without the route's scope is
+// refused before it could see another key's stored answer. Other methods pass through, key or not; so do requests without
 // a key.
 //
 // The key must be 1 to MaxIdempotencyKeyLen printable ASCII characters,
@@ -112,8 +113,9 @@ func IdempotencyStores(status int) bool {
 //     IDEMPOTENCY_KEY_REUSED;
 //   - while the first is running: 409 IDEMPOTENCY_KEY_IN_USE with
 //     Retry-After: 1;
-//   - once it finished: its status, body and ReplayHeaders, replayed,
-//     with Idempotent-Replayed: true.
+//   - once it finished: its status, body (or the one the handler gave
+//     SetReplayBody) and ReplayHeaders, replayed, with
+//     Idempotent-Replayed: true.
 //
 // A store failure is 503 SERVICE_UNAVAILABLE, details.reason
 // "store_unavailable"; a request without an authenticated principal (a
@@ -309,10 +311,34 @@ func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Ide
 		log().Warn("idempotency: response too large to store; key released", slog.Int("limit_bytes", opts.MaxResponseBytes))
 		settle("release", release)
 	default:
+		body := cw.buf.Bytes()
+		if cw.replaySet {
+			body = cw.replay
+		}
 		settle("complete", func(ctx context.Context) error {
 			return st.CompleteIdempotencyKey(ctx, rec.AccountID, rec.Key, rec.Token,
-				store.StoredResponse{Status: status, Header: cw.header, Body: cw.buf.Bytes()})
+				store.StoredResponse{Status: status, Header: cw.header, Body: body})
 		})
+	}
+}
+
+// SetReplayBody sets the body that Idempotency stores, and replays to
+// every retry with the same key, in place of the body w sends: for an
+// answer that carries a secret shown once (a new API key), which must
+// never be stored or shown again. Call it before writing the response.
+// w is the handler's ResponseWriter, or one wrapping it (through an
+// Unwrap method); outside Idempotency it does nothing.
+func SetReplayBody(w http.ResponseWriter, body []byte) {
+	for {
+		switch x := w.(type) {
+		case *captureWriter:
+			x.replay, x.replaySet = body, true
+			return
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return
+		}
 	}
 }
 
@@ -366,6 +392,9 @@ type captureWriter struct {
 	header   map[string][]string
 	buf      bytes.Buffer
 	overflow bool
+	// replay, when replaySet, is stored instead of buf (SetReplayBody).
+	replay    []byte
+	replaySet bool
 }
 
 func (w *captureWriter) WriteHeader(code int) {

@@ -89,6 +89,12 @@ func newIdemEnvWith(t *testing.T, wall bool, opts middleware.IdempotencyOptions)
 		panic("boom")
 	})
 	mux.HandleFunc("/silent", func(w http.ResponseWriter, r *http.Request) { e.runs.Add(1) })
+	mux.HandleFunc("/secret", func(w http.ResponseWriter, r *http.Request) {
+		n := e.runs.Add(1)
+		middleware.SetReplayBody(w, []byte(`{"secret":null}`+"\n"))
+		w.WriteHeader(201)
+		fmt.Fprintf(w, `{"secret":"s%d"}`+"\n", n)
+	})
 	opts.Logger = slog.New(slog.NewJSONHandler(e.logs, nil))
 	idem := middleware.Idempotency(st, opts)
 	e.h = middleware.Chain(
@@ -285,6 +291,37 @@ func TestIdempotencyReplay(t *testing.T) {
 	if w.Code != 201 || w.Header().Get("Idempotent-Replayed") != "" || e.runs.Load() != 2 {
 		t.Errorf("another account's key: %d replayed %q runs %d, want a new 201",
 			w.Code, w.Header().Get("Idempotent-Replayed"), e.runs.Load())
+	}
+}
+
+// TestIdempotencySetReplayBody: a handler's answer with a secret is sent
+// once; what is stored, and replayed, is the body it gave SetReplayBody.
+func TestIdempotencySetReplayBody(t *testing.T) {
+	e := newIdemEnv(t)
+	first := e.do("POST", "/secret", `{}`, key("s1")...)
+	if first.Code != 201 || first.Body.String() != `{"secret":"s1"}`+"\n" {
+		t.Fatalf("first: %d %s", first.Code, first.Body)
+	}
+	second := e.do("POST", "/secret", `{}`, key("s1")...)
+	if second.Code != 201 || second.Body.String() != `{"secret":null}`+"\n" || second.Header().Get("Idempotent-Replayed") != "true" {
+		t.Errorf("replay: %d %q (Idempotent-Replayed %q), want 201 without the secret",
+			second.Code, second.Body, second.Header().Get("Idempotent-Replayed"))
+	}
+	rec, claimed, err := e.st.ClaimIdempotencyKey(t.Context(), store.IdempotencyClaim{
+		AccountID: e.acct.ID, Key: "s1", Fingerprint: store.NewFingerprint("POST", "/secret", []byte(`{}`)),
+		Lease: time.Minute, Retention: time.Hour,
+	})
+	if err != nil || claimed || rec.Response == nil || strings.Contains(string(rec.Response.Body), "s1") {
+		t.Errorf("stored (claimed %v, err %v): %+v, want the replay body only", claimed, err, rec.Response)
+	}
+	// Outside Idempotency it does nothing.
+	w := httptest.NewRecorder()
+	middleware.SetReplayBody(w, []byte("x"))
+	if w.Body.Len() != 0 || w.Code != 200 {
+		t.Errorf("SetReplayBody wrote to a plain writer: %d %q", w.Code, w.Body)
+	}
+	if n := e.runs.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
 	}
 }
 

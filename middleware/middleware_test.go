@@ -148,6 +148,10 @@ func TestRouter(t *testing.T) {
 		{"wrong method on pattern", "GET", "/things/1", 405, apierror.MethodNotAllowed, "POST"},
 		{"head on get route", "HEAD", "/ok", 200, "", ""},
 		{"root", "GET", "/", 404, apierror.RouteNotFound, ""},
+		// Authority form: no path at all, which ServeMux answers with
+		// its plain-text 404.
+		{"connect to an authority", "CONNECT", "127.0.0.1:8080", 404, apierror.RouteNotFound, ""},
+		{"connect to a path", "CONNECT", "/ok", 405, apierror.MethodNotAllowed, "GET, HEAD"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

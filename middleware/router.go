@@ -115,10 +115,14 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st := stateFrom(r.Context()); st != nil {
 		defer func() { st.route = r.Pattern }()
 	}
-	if r.Method != http.MethodConnect && !cleanPath(r.URL.Path) {
-		// ServeMux would redirect to the cleaned path with an HTML body;
-		// an API answers that such a path does not exist.
-		apierror.Write(w, r, apierror.New(apierror.RouteNotFound, "").With("path", r.URL.Path))
+	if p := r.URL.Path; !strings.HasPrefix(p, "/") || r.Method != http.MethodConnect && !cleanPath(p) {
+		// ServeMux would redirect to the cleaned path with an HTML body,
+		// and answer a CONNECT without a path (authority form) with its
+		// plain-text 404; an API answers that such a path does not exist.
+		if p == "" {
+			p = r.RequestURI
+		}
+		apierror.Write(w, r, apierror.New(apierror.RouteNotFound, "").With("path", p))
 		return
 	}
 	if e, ok := rt.lookup(r); ok {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -70,10 +71,36 @@ func principal(r *http.Request) *auth.Principal {
 // respond writes v as JSON with status. With the success_field option, an
 // object body gets a leading "success": true.
 func respond(w http.ResponseWriter, r *http.Request, status int, v any) {
-	body, err := json.Marshal(v)
+	body, err := encode(r, v)
 	if err != nil {
 		apierror.Write(w, r, apierror.Wrap(err, apierror.InternalError, ""))
 		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// respondSecret is respond for an answer v that carries a secret shown
+// once: a replay of the request with the same Idempotency-Key gets
+// replay, v without the secret, and the secret is never stored.
+func respondSecret(w http.ResponseWriter, r *http.Request, status int, v, replay any) {
+	body, err := encode(r, replay)
+	if err != nil {
+		apierror.Write(w, r, apierror.Wrap(err, apierror.InternalError, ""))
+		return
+	}
+	middleware.SetReplayBody(w, body)
+	respond(w, r, status, v)
+}
+
+// encode is the body of a 2xx answer v: its JSON, with "success": true
+// first when the success field is on, and a newline.
+func encode(r *http.Request, v any) ([]byte, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("api: encode answer: %w", err)
 	}
 	if apierror.OptionsFrom(r.Context()).SuccessField && len(body) > 1 && body[0] == '{' {
 		if bytes.Equal(body, []byte("{}")) {
@@ -82,10 +109,7 @@ func respond(w http.ResponseWriter, r *http.Request, status int, v any) {
 			body = append([]byte(`{"success":true,`), body[1:]...)
 		}
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	return append(body, '\n'), nil
 }
 
 // takenMessage names the value that is taken in ALREADY_EXISTS, by

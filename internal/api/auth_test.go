@@ -205,6 +205,11 @@ func TestKeyStatesByHeader(t *testing.T) {
 		{"both different", "/v1/keys", append(bearer(valid), "x-api-key", unknown), 400, apierror.InvalidRequest, "conflicting credentials"},
 		{"key in query", "/v1/keys?api_key=" + valid, nil, 400, apierror.InvalidRequest, "key in query string"},
 		{"key value in query", "/v1/keys?q=" + valid, bearer(valid), 400, apierror.InvalidRequest, "key in query string"},
+		{"bearer value in query", "/v1/keys?authorization=Bearer%20" + valid, bearer(valid), 400, apierror.InvalidRequest, "key in query string"},
+		{"key inside a value", "/v1/keys?q=x" + valid, bearer(valid), 400, apierror.InvalidRequest, "key in query string"},
+		{"key as a name", "/v1/keys?" + valid, bearer(valid), 400, apierror.InvalidRequest, "key in query string"},
+		{"encoded key", "/v1/keys?q=" + strings.Replace(valid, "_", "%5F", 2), bearer(valid), 400, apierror.InvalidRequest, "key in query string"},
+		{"authorization name", "/v1/keys?Authorization=x", bearer(valid), 400, apierror.InvalidRequest, "key in query string"},
 		{"scope missing", "/v1/keys", bearer(e.newKey(auth.ScopeLeadsRead).Secret), 403, apierror.Forbidden, ""},
 	}
 	for _, o := range others {

@@ -228,6 +228,9 @@ func wantError(t testing.TB, r reply, code apierror.Code, message string, detail
 	if e.RequestID() == "" || e.RequestID() != r.header.Get("X-Request-Id") {
 		t.Errorf("details.request_id = %q, X-Request-Id = %q", e.RequestID(), r.header.Get("X-Request-Id"))
 	}
+	if loc := r.header.Get("Location"); loc != "" {
+		t.Errorf("an error carries Location %q", loc)
+	}
 }
 
 // normJSON round-trips v through JSON so that Go values and decoded ones
@@ -429,6 +432,12 @@ func testSessions(t *testing.T, l *live) {
 			{"metadata string", `{"sessionExternalId":"v","metadata":"{}"}`, fieldErrors("metadata", "Must be a JSON object")},
 			{"metadata too big", `{"sessionExternalId":"v","metadata":` + big + `}`, fieldErrors("metadata", "Must be at most 16384 bytes of JSON")},
 			{"bad startedAt", `{"sessionExternalId":"v","startedAt":"yesterday"}`, fieldErrors("startedAt", "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z")},
+			// Valid RFC 3339, but past year 9999 (or before year 0) in
+			// UTC, which no answer could write back.
+			{"startedAt after 9999 in UTC", `{"sessionExternalId":"v","startedAt":"9999-12-31T23:00:00-05:00"}`,
+				fieldErrors("startedAt", "Must be between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z")},
+			{"endedAt before 0000 in UTC", `{"sessionExternalId":"v","endedAt":"0000-01-01T00:00:00+05:00"}`,
+				fieldErrors("endedAt", "Must be between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z")},
 			{"every bad field", `{"sessionExternalId":"` + long + `","status":"done","tokens":-5,"metadata":[]}`,
 				fieldErrors("sessionExternalId", "Must be at most 255 characters", "status", "Must be one of: active, completed, failed",
 					"tokens", "Must be an integer ≥ 0", "metadata", "Must be a JSON object")},
@@ -790,6 +799,14 @@ func testKeys(t *testing.T, l *live) {
 	wantError(t, l.as("POST", "/v1/keys", `{"name":"x","scopes":["*"],"expires_at":"2001-01-01T00:00:00Z"}`), apierror.Unprocessable, "",
 		map[string]any{"field": "expires_at"})
 	wantError(t, l.as("POST", "/v1/keys", `{"name":"x","scopes":["root"]}`), apierror.ValidationError, "", map[string]any{"field": "scopes"})
+	wantError(t, l.as("POST", "/v1/keys", `{"name":"x","scopes":["*"],"expires_at":"9999-12-31T23:00:00-05:00"}`), apierror.ValidationError, "",
+		map[string]any{"field": "expires_at", "reason": "Must be between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z"})
+	wantError(t, l.as("POST", "/v1/keys", `{"name":"x","scopes":["*"],"expires_at":"2030-01-01"}`), apierror.InvalidRequest,
+		"Field expires_at must be an RFC 3339 date-time string.", map[string]any{"field": "expires_at", "reason": "wrong type"})
+	wantError(t, l.as("GET", "/v1/keys?limit=5", ""), apierror.InvalidRequest, "", map[string]any{"field": "limit", "reason": "unknown parameter"})
+	if r := l.as("GET", "/v1/keys", ""); r.status != 200 {
+		t.Errorf("list after the refusals = %d: %s", r.status, r.body)
+	}
 	wantError(t, l.call("POST", "/v1/keys", `{"name":"x","scopes":["*"]}`, bearer(l.key(auth.ScopeKeysWrite))...), apierror.Forbidden, "",
 		map[string]any{"missing_scopes": []string{"*"}})
 }
@@ -857,9 +874,30 @@ func testIdempotency(t *testing.T, l *live) {
 				t.Fatalf("first = %d: %s", first.status, first.body)
 			}
 			again := l.as(tt.method, tt.path, tt.body, "Idempotency-Key", key)
-			if again.status != first.status || !bytes.Equal(again.body, first.body) || again.header.Get("Idempotent-Replayed") != "true" {
-				t.Errorf("replay = %d %q (Idempotent-Replayed %q), want %d %q", again.status, again.body, again.header.Get("Idempotent-Replayed"), first.status, first.body)
+			want := first.body
+			if tt.name == "create key" {
+				// The secret is shown once: a replay answers the same
+				// key with "key": null, and it is never stored.
+				secret := into[api.CreatedKey](t, first).Secret
+				want = bytes.Replace(first.body, []byte(`"key":"`+secret+`"`), []byte(`"key":null`), 1)
+				if bytes.Equal(want, first.body) {
+					t.Fatalf("first answer has no secret: %s", first.body)
+				}
+				rec, claimed, err := l.st.ClaimIdempotencyKey(context.Background(), store.IdempotencyClaim{
+					AccountID: l.account.ID, Key: key, Fingerprint: store.NewFingerprint(tt.method, tt.path, []byte(tt.body)),
+					Lease: time.Minute, Retention: time.Hour,
+				})
+				if err != nil || claimed || rec.Response == nil || bytes.Contains(rec.Response.Body, []byte(secret)) {
+					t.Errorf("stored record (claimed %v, err %v) holds the secret or nothing: %+v", claimed, err, rec.Response)
+				}
 			}
+			if again.status != first.status || !bytes.Equal(again.body, want) || again.header.Get("Idempotent-Replayed") != "true" {
+				t.Errorf("replay = %d %q (Idempotent-Replayed %q), want %d %q", again.status, again.body, again.header.Get("Idempotent-Replayed"), first.status, want)
+			}
+			// A key of the same account without the route's scope is
+			// refused before the replay could show it anything.
+			lacking := l.key(auth.ScopeSessionsRead)
+			wantError(t, l.call(tt.method, tt.path, tt.body, append(bearer(lacking), "Idempotency-Key", key)...), apierror.Forbidden, "", nil)
 			wantError(t, l.as(tt.method, tt.path, tt.other, "Idempotency-Key", key), apierror.IdempotencyKeyReused, "", nil)
 		})
 	}

@@ -45,6 +45,19 @@ type CreatedKey struct {
 	PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at,omitempty"`
 }
 
+// replayedKey is a CreatedKey as a replay with the same Idempotency-Key
+// shows it: the secret was shown once and is not kept, so "key" is null.
+type replayedKey struct {
+	Key
+	Secret               *string    `json:"key"`
+	PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at,omitempty"`
+}
+
+// replay returns ck without its secret.
+func (ck CreatedKey) replay() replayedKey {
+	return replayedKey{Key: ck.Key, PreviousKeyExpiresAt: ck.PreviousKeyExpiresAt}
+}
+
 // KeyRequest is the body of POST /v1/keys.
 type KeyRequest struct {
 	Name      string     `json:"name"`
@@ -67,6 +80,9 @@ func (r KeyRequest) Validate(now time.Time) error {
 		if _, err := ratelimit.ParsePolicy(r.Rate); err != nil {
 			errs = append(errs, apierror.FieldError{Field: "rate", Reason: `Must look like "600/1m"`})
 		}
+	}
+	if r.ExpiresAt != nil && !timeInRange(*r.ExpiresAt) {
+		errs = append(errs, apierror.FieldError{Field: "expires_at", Reason: timeRangeReason})
 	}
 	if len(errs) > 0 {
 		return validation(errs)
@@ -142,10 +158,14 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/keys/"+ck.ID)
-	respond(w, r, http.StatusCreated, ck)
+	respondSecret(w, r, http.StatusCreated, ck, ck.replay())
 }
 
 func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
+	if err := noQuery(r); err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
 	ks, err := a.cfg.Store.ListKeys(r.Context(), principal(r).AccountID)
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
@@ -208,5 +228,5 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/keys/"+ck.ID)
-	respond(w, r, http.StatusCreated, ck)
+	respondSecret(w, r, http.StatusCreated, ck, ck.replay())
 }

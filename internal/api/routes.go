@@ -15,11 +15,13 @@ func (a *API) Routes(handle func(pattern string, h http.Handler)) {
 	if a.cfg.RateLimit != nil {
 		authed = append(authed, a.cfg.RateLimit)
 	}
-	if a.cfg.Idempotency != nil {
-		authed = append(authed, a.cfg.Idempotency)
-	}
+	// The scope is checked before idempotency: a key without the route's
+	// scope gets 403, never another key's stored answer to replay.
 	route := func(pattern, scope string, h http.HandlerFunc) {
 		ms := append(authed[:len(authed):len(authed)], middleware.RequireScopes(scope))
+		if a.cfg.Idempotency != nil {
+			ms = append(ms, a.cfg.Idempotency)
+		}
 		handle(pattern, middleware.Chain(ms...)(h))
 	}
 

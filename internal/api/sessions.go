@@ -3,7 +3,9 @@ package api
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -115,7 +117,7 @@ func (in sessionInput) apply(s *store.Session) []apierror.FieldError {
 	}
 	if v, ok := notNull(&errs, "startedAt", in.StartedAt); ok {
 		if t, err := parseTime(v); err != nil {
-			errs.add("startedAt", timeReason)
+			errs.add("startedAt", timeReasonOf(err))
 		} else {
 			s.StartedAt = t
 		}
@@ -124,7 +126,7 @@ func (in sessionInput) apply(s *store.Session) []apierror.FieldError {
 		if in.EndedAt.Null {
 			s.EndedAt = nil
 		} else if t, err := parseTime(in.EndedAt.V); err != nil {
-			errs.add("endedAt", timeReason)
+			errs.add("endedAt", timeReasonOf(err))
 		} else {
 			s.EndedAt = &t
 		}
@@ -307,16 +309,43 @@ func notNull[T any](e *fieldErrors, field string, o opt[T]) (T, bool) {
 	return o.V, o.Set && !o.Null
 }
 
-// timeReason is the reason given for a date-time that does not parse.
-const timeReason = "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z"
+// Reasons given for a date-time that parseTime refuses.
+const (
+	timeReason      = "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z"
+	timeRangeReason = "Must be between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+)
 
-// parseTime parses an RFC 3339 date-time (fractional seconds allowed).
+// errTimeRange is a date-time whose UTC year is outside 0000–9999: RFC
+// 3339 cannot write it back.
+var errTimeRange = errors.New("api: date-time outside years 0000-9999 in UTC")
+
+// parseTime parses an RFC 3339 date-time (fractional seconds allowed) and
+// returns it in UTC, where its year must be 0000–9999: the answer, and
+// every later read of the record, writes it back in RFC 3339.
 func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("api: parse time: %w", err)
 	}
-	return t.UTC(), nil
+	t = t.UTC()
+	if !timeInRange(t) {
+		return time.Time{}, errTimeRange
+	}
+	return t, nil
+}
+
+// timeInRange reports whether t's UTC year is 0000–9999.
+func timeInRange(t time.Time) bool {
+	y := t.UTC().Year()
+	return 0 <= y && y <= 9999
+}
+
+// timeReasonOf is the reason given for err from parseTime.
+func timeReasonOf(err error) string {
+	if errors.Is(err, errTimeRange) {
+		return timeRangeReason
+	}
+	return timeReason
 }
 
 // badQuery returns INVALID_REQUEST for query parameter field.
@@ -367,6 +396,23 @@ func listQuery(r *http.Request, prefix string, filters ...string) (store.Page, m
 	delete(out, "limit")
 	delete(out, "cursor")
 	return page, out, nil
+}
+
+// noQuery refuses the query parameters of a list that takes none (the
+// first, by name), as listQuery refuses an unknown one.
+func noQuery(r *http.Request) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return apierror.New(apierror.InvalidRequest, "The query string is malformed.").With("reason", "bad query")
+	}
+	names := slices.Sorted(maps.Keys(q))
+	if len(names) == 0 {
+		return nil
+	}
+	return badQuery(names[0], "unknown parameter")
 }
 
 // encodeCursor wraps the store's next-page cursor (the last ID of the
