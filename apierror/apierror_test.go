@@ -329,9 +329,14 @@ func TestParseRetryAfter(t *testing.T) {
 		{"17", 17 * time.Second, true},
 		{"0", 0, true},
 		{"-3", 0, false},
+		{"4294967296", 1 << 31 * time.Second, true},
+		{"99999999999999999999", 1 << 31 * time.Second, true},
+		{"-99999999999999999999", 0, false},
+		{"1.5", 0, false},
 		{"soon", 0, false},
 		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second, true},
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
+		{now.AddDate(100, 0, 0).Format(http.TimeFormat), 1 << 31 * time.Second, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.value, func(t *testing.T) {

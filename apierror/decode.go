@@ -3,6 +3,7 @@ package apierror
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -34,20 +35,28 @@ func ParseRateLimit(h http.Header) (rl RateLimit, ok bool) {
 	return RateLimit{Limit: l, Remaining: rem, Reset: time.Unix(reset, 0)}, true
 }
 
+// maxRetryAfter is the longest wait ParseRetryAfter returns (about 68
+// years): a longer one is clamped to it.
+const maxRetryAfter = 1 << 31 * time.Second
+
 // ParseRetryAfter reads a Retry-After value, either delay seconds or an
 // HTTP date (taken relative to now). ok is false if h has none or it does
-// not parse. A date in the past gives 0.
+// not parse. A date in the past gives 0. A wait longer than 2^31 seconds,
+// even one too large for an int64, is clamped to 2^31 seconds rather than
+// dropped, so that a caller's cap on waits still sees that it is too long.
 func ParseRetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
 		return 0, false
 	}
-	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+	// Out of range, ParseInt returns the int64 of the same sign that is
+	// furthest from zero.
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
 		if s < 0 {
 			return 0, false
 		}
-		if s > 1<<31 {
-			s = 1 << 31
+		if s > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter, true
 		}
 		return time.Duration(s) * time.Second, true
 	}
@@ -55,7 +64,7 @@ func ParseRetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	return max(t.Sub(now), 0), true
+	return min(max(t.Sub(now), 0), maxRetryAfter), true
 }
 
 // Decode turns a non-2xx response into an *Error. A tollgate envelope or

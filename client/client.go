@@ -1,18 +1,20 @@
 // Package client is the Go SDK of the tollgate API: typed calls for API
 // keys, sessions and leads, and retries done the way the contract says.
 //
-// Every call retries connection errors and 429, 500, 502, 503 and 504 (and
-// 409 IDEMPOTENCY_KEY_IN_USE), never another 4xx. A POST or PATCH carries an
+// Every call retries connection errors (timeouts included) and 429, 500,
+// 502, 503 and 504 (and 409 IDEMPOTENCY_KEY_IN_USE), never another 4xx,
+// nor a redirect the http.Client refused. A POST or PATCH carries an
 // Idempotency-Key, the same on every attempt, so that a retry cannot create
 // twice. The wait before a retry is the server's (Retry-After, then
 // details.retry_after, then X-RateLimit-Reset), capped by Policy.MaxWait,
 // else exponential backoff with full jitter; no wait passes the context's
 // deadline. A retry budget shared by the client keeps retries under 10% of
 // calls (plus a small floor), so an outage is not amplified, and pacing
-// makes a request wait for the rate-limit reset instead of earning a 429.
+// (per host and credential) makes a request wait for the rate-limit reset
+// instead of earning a 429.
 //
-// Every non-2xx answer becomes an error whose chain holds an
-// *apierror.Error; compare it with the sentinels (errors.Is(err,
+// Every failing call returns a *Error. For a non-2xx answer its chain
+// holds an *apierror.Error; compare it with the sentinels (errors.Is(err,
 // client.ErrNotFound)) or read it with errors.As.
 //
 // The same retry logic serves any *http.Client through [Transport].
@@ -197,13 +199,13 @@ func (c *Client) send(ctx context.Context, op, method, path string, body []byte)
 }
 
 // call sends in as JSON (nil for none) and decodes a 2xx body into out (nil
-// to ignore it).
+// to ignore it). Every error it returns is an *Error.
 func (c *Client) call(ctx context.Context, op, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("client: %s: encode request: %w", op, err)
+			return &Error{Op: op, Method: method, Path: path, Err: fmt.Errorf("encode request: %w", err)}
 		}
 		body = b
 	}
@@ -213,7 +215,12 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any)
 	}
 	if out != nil && len(bytes.TrimSpace(resp.Body)) > 0 {
 		if err := json.Unmarshal(resp.Body, out); err != nil {
-			return fmt.Errorf("client: %s: decode response: %w", op, err)
+			e := &Error{Op: op, Method: method, Path: path, Attempts: resp.Attempts,
+				Err: fmt.Errorf("decode response: %w", err)}
+			if rl, ok := apierror.ParseRateLimit(resp.Header); ok {
+				e.RateLimit = &rl
+			}
+			return e
 		}
 	}
 	return nil

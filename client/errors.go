@@ -39,7 +39,8 @@ var (
 
 // Error is the error every Client method returns when a call fails. Err is
 // the *apierror.Error of the last response for a non-2xx answer, otherwise
-// the transport or context error; errors.Is and errors.As see through it.
+// the transport or context error, or the reason a 2xx answer could not be
+// decoded (or a request not made); errors.Is and errors.As see through it.
 // The rate-limit state and the wait the last response named are parsed
 // into RateLimit and RetryAfter.
 type Error struct {
@@ -50,13 +51,17 @@ type Error struct {
 	Path   string
 	// Attempts is how many attempts were sent.
 	Attempts int
-	// Stop says why no further attempt was made.
+	// Stop says why no further attempt was made; it is empty when no
+	// attempt failed (a 2xx answer could not be decoded, or the request
+	// could not be built).
 	Stop StopReason
 	// RateLimit is the X-RateLimit-* state of the last response, nil if it
 	// had none.
 	RateLimit *apierror.RateLimit
 	// RetryAfter is the wait the last response named (Retry-After, else
-	// details.retry_after); zero when it named none.
+	// details.retry_after); zero when it named none or named garbage
+	// (negative, NaN, infinite). A wait above 2^31 seconds is clamped to
+	// 2^31 seconds.
 	RetryAfter time.Duration
 	// Err is the cause.
 	Err error

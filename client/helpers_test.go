@@ -125,3 +125,8 @@ func within(got, want time.Duration, frac float64) bool {
 }
 
 const leadJSON = `{"id":"lead_1","name":"Ada","status":"new","createdAt":"2026-01-02T03:04:05Z","updatedAt":"2026-01-02T03:04:05Z"}`
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

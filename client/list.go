@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"net/url"
@@ -58,7 +59,7 @@ func all[T any](ctx context.Context, op, cursor string, page func(ctx context.Co
 				return
 			}
 			if p.NextCursor == cursor {
-				yield(zero, fmt.Errorf("client: %s: server returned the same cursor %q again", op, cursor))
+				yield(zero, &Error{Op: op, Err: fmt.Errorf("server returned the same cursor %q again", cursor)})
 				return
 			}
 			cursor = p.NextCursor
@@ -66,10 +67,13 @@ func all[T any](ctx context.Context, op, cursor string, page func(ctx context.Co
 	}
 }
 
-// pathID escapes id as one path segment; an empty id is an error.
+// errEmptyID is the cause of the *Error of a call made with an empty id.
+var errEmptyID = errors.New("empty id")
+
+// pathID escapes id as one path segment; an empty id is an *Error.
 func pathID(op, id string) (string, error) {
 	if id == "" {
-		return "", fmt.Errorf("client: %s: empty id", op)
+		return "", &Error{Op: op, Err: errEmptyID}
 	}
 	return url.PathEscape(id), nil
 }

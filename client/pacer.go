@@ -3,15 +3,17 @@ package client
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/apierror"
 )
 
-// pacer keeps, per API key, the rate-limit state of the newest response and
-// the number of requests in flight, so that a key whose limit is spent waits
-// for X-RateLimit-Reset instead of earning a 429.
+// pacer keeps, per key (a host and a credential, see keyOf), the rate-limit
+// state of the newest response and the number of requests in flight, so
+// that a key whose limit is spent waits for X-RateLimit-Reset instead of
+// earning a 429.
 //
 // The rule for a key: the first request goes alone, so that the others
 // learn its state. Then send if the server sends no X-RateLimit-* headers,
@@ -25,7 +27,15 @@ import (
 // A pacer is safe for concurrent use.
 type pacer struct {
 	mu   sync.Mutex
-	keys map[string]*paceState
+	keys map[paceKey]*paceState
+}
+
+// paceKey is what a rate limit applies to: a credential (the Authorization
+// or X-Api-Key header, "" for none) on one host. Two hosts never share a
+// limit, even without a credential.
+type paceKey struct {
+	origin     string // scheme://host[:port], lower case
+	credential string
 }
 
 type paceState struct {
@@ -42,9 +52,9 @@ type paceState struct {
 // or to a probe.
 const responseWait = time.Second
 
-func newPacer() *pacer { return &pacer{keys: map[string]*paceState{}} }
+func newPacer() *pacer { return &pacer{keys: map[paceKey]*paceState{}} }
 
-func (p *pacer) state(key string) *paceState {
+func (p *pacer) state(key paceKey) *paceState {
 	st := p.keys[key]
 	if st == nil {
 		st = &paceState{changed: make(chan struct{})}
@@ -58,7 +68,7 @@ func (p *pacer) state(key string) *paceState {
 // past the context's deadline is not taken: the request is sent and the
 // server decides. With skipWait set (a retry after a wait the server named),
 // the request does not wait at all.
-func (p *pacer) acquire(ctx context.Context, key string, e *engine, skipWait bool) (uint64, error) {
+func (p *pacer) acquire(ctx context.Context, key paceKey, e *engine, skipWait bool) (uint64, error) {
 	for {
 		p.mu.Lock()
 		st := p.state(key)
@@ -127,7 +137,7 @@ func (p *pacer) acquire(ctx context.Context, key string, e *engine, skipWait boo
 // they are not older than it.
 // A 429 without those headers but with a wait (Retry-After,
 // details.retry_after) holds the key until then.
-func (p *pacer) release(key string, ticket uint64, resp *http.Response, apiErr *apierror.Error, now time.Time) {
+func (p *pacer) release(key paceKey, ticket uint64, resp *http.Response, apiErr *apierror.Error, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.state(key)
@@ -175,10 +185,15 @@ func pastDeadline(ctx context.Context, now time.Time, d time.Duration) bool {
 	return ok && !now.Add(d).Before(dl)
 }
 
-// keyOf returns the credential a request carries, the pacing key.
-func keyOf(req *http.Request) string {
-	if v := req.Header.Get("Authorization"); v != "" {
-		return v
+// keyOf returns the pacing key of a request: the scheme and host it is sent
+// to and the credential it carries.
+func keyOf(req *http.Request) paceKey {
+	k := paceKey{credential: req.Header.Get("Authorization")}
+	if k.credential == "" {
+		k.credential = req.Header.Get("X-Api-Key")
 	}
-	return req.Header.Get("X-Api-Key")
+	if u := req.URL; u != nil {
+		k.origin = strings.ToLower(u.Scheme + "://" + u.Host)
+	}
+	return k
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,10 +61,11 @@ type Policy struct {
 	// DisableBudget turns the retry budget off: every call may use all its
 	// attempts.
 	DisableBudget bool
-	// DisablePacing turns pacing off. With pacing on, once a response on an
-	// API key said X-RateLimit-Remaining: 0, the next request on that key
-	// waits for X-RateLimit-Reset (when that is within MaxWait and the
-	// context deadline) instead of earning a 429.
+	// DisablePacing turns pacing off. With pacing on, once a response to a
+	// request said X-RateLimit-Remaining: 0, the next request to the same
+	// host (scheme and host) with the same credential (Authorization or
+	// X-Api-Key, or none) waits for X-RateLimit-Reset (when that is within
+	// MaxWait and the context deadline) instead of earning a 429.
 	DisablePacing bool
 	// DisableIdempotencyKeys stops the SDK from adding an Idempotency-Key
 	// to POST and PATCH requests that have none. Such requests are then
@@ -106,8 +108,11 @@ type Attempt struct {
 	Request *http.Request
 	// Number is 1 for the first attempt.
 	Number int
-	// Response is the response, nil when Err is set. Its body must not be
-	// read by CheckRetry; use APIError.
+	// Response is the response, nil when Err is set, except when the
+	// http.Client's CheckRedirect refused to follow a redirect: then
+	// Response is that redirect (its body already closed) and Err the
+	// refusal, as http.Client.Do returns them. Its body must not be read
+	// by CheckRetry; use APIError.
 	Response *http.Response
 	// APIError is the decoded error of a non-2xx Response, nil otherwise.
 	APIError *apierror.Error
@@ -126,10 +131,18 @@ type Backoff func(base, max time.Duration, retry int) time.Duration
 
 // DefaultCheckRetry is the contract's rule: retry connection errors and
 // 429, 500, 502, 503 and 504; never another 4xx, except 409
-// IDEMPOTENCY_KEY_IN_USE. A cancelled or expired context, a TLS
-// verification failure and a malformed URL are not retried.
+// IDEMPOTENCY_KEY_IN_USE. The caller's context ending, a redirect the
+// http.Client refused or could not follow, a TLS verification failure and
+// a malformed URL are not connection errors and are not retried; a timeout
+// of the connection or of the attempt (a Dialer or http.Client Timeout) is.
 func DefaultCheckRetry(a *Attempt) bool {
 	if a.Err != nil {
+		if a.Response != nil {
+			// Only a CheckRedirect refusal makes http.Client.Do return a
+			// response with an error (see http.Client.Do): a decision of
+			// the caller's, whatever its message, not a connection error.
+			return false
+		}
 		return retryableTransportError(a.Request, a.Err)
 	}
 	if a.Response == nil {
@@ -145,11 +158,18 @@ func DefaultCheckRetry(a *Attempt) bool {
 	return false
 }
 
+// retryableTransportError reports whether err, the transport error of req,
+// may be retried.
 func retryableTransportError(req *http.Request, err error) bool {
-	if req != nil && req.Context().Err() != nil {
-		return false
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	// Only the caller's context ending stops retries. errors.Is(err,
+	// context.DeadlineExceeded) would not do: net's "i/o timeout" and
+	// http.Client's Timeout errors match it too, and they are connection
+	// errors of one attempt.
+	if req != nil {
+		if req.Context().Err() != nil {
+			return false
+		}
+	} else if holdsContextError(err) {
 		return false
 	}
 	var (
@@ -162,7 +182,8 @@ func retryableTransportError(req *http.Request, err error) bool {
 		return false
 	}
 	msg := err.Error()
-	for _, s := range []string{"unsupported protocol scheme", "invalid header", "no Host in request URL", "stopped after"} {
+	for _, s := range []string{"unsupported protocol scheme", "invalid header", "no Host in request URL",
+		"failed to parse Location header"} {
 		if strings.Contains(msg, s) {
 			return false
 		}
@@ -170,19 +191,45 @@ func retryableTransportError(req *http.Request, err error) bool {
 	return true
 }
 
+// holdsContextError reports whether err's chain holds context.Canceled or
+// context.DeadlineExceeded themselves, not merely an error that matches
+// them with errors.Is.
+func holdsContextError(err error) bool {
+	for err != nil {
+		if err == context.Canceled || err == context.DeadlineExceeded {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			return slices.ContainsFunc(u.Unwrap(), holdsContextError)
+		default:
+			return false
+		}
+	}
+	return false
+}
+
 // FullJitter is exponential backoff with full jitter: a uniformly random
-// wait in [0, min(max, base·2^(retry-1))]. It is safe for concurrent use.
+// wait in [0, ExponentialCeiling(base, max, retry)]. It never panics, for
+// any arguments, and is safe for concurrent use.
 func FullJitter(base, max time.Duration, retry int) time.Duration {
 	ceil := ExponentialCeiling(base, max, retry)
 	if ceil <= 0 {
 		return 0
 	}
-	return time.Duration(rand.Int64N(int64(ceil) + 1))
+	// In uint64, ceil+1 cannot overflow even when ceil is math.MaxInt64.
+	return time.Duration(rand.Uint64N(uint64(ceil) + 1))
 }
 
 // ExponentialCeiling returns min(max, base·2^(retry-1)), the upper bound
-// of FullJitter's wait for retry.
+// of FullJitter's wait for retry; a retry below 1 counts as 1. It is 0
+// when base or max is not positive.
 func ExponentialCeiling(base, max time.Duration, retry int) time.Duration {
+	if base <= 0 || max <= 0 {
+		return 0
+	}
 	if retry < 1 {
 		retry = 1
 	}

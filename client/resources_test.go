@@ -294,3 +294,81 @@ func TestBasePathPrefixAndUserAgent(t *testing.T) {
 		t.Errorf("path, User-Agent = %q, %q; want %s (escaped id), me/1", path, ua, "/api/v1/leads/a%2Fb")
 	}
 }
+
+func TestFailuresAreClientErrors(t *testing.T) {
+	answer := func(contentType, body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", contentType)
+			io.WriteString(w, body)
+		}
+	}
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	tests := []struct {
+		name      string
+		step      http.HandlerFunc
+		call      func(c *client.Client) error
+		wantMsg   string
+		wantCause any // a pointer to an error type the chain must hold, if set
+	}{
+		{
+			name: "2xx with an HTML body",
+			step: answer("text/html", "<html>ok</html>"),
+			call: func(c *client.Client) error {
+				_, err := c.Leads.Get(context.Background(), "lead_1")
+				return err
+			},
+			wantMsg:   "client: get lead: decode response: invalid character '<' looking for beginning of value",
+			wantCause: &syntaxErr,
+		},
+		{
+			name: "2xx with JSON of the wrong shape",
+			step: answer("application/json", `["not","a","lead"]`),
+			call: func(c *client.Client) error {
+				_, err := c.Leads.Create(context.Background(), client.LeadCreate{Name: "Ada"})
+				return err
+			},
+			wantMsg:   "client: create lead: decode response: json: cannot unmarshal array into Go value of type client.Lead",
+			wantCause: &typeErr,
+		},
+		{
+			name:    "empty id",
+			step:    answer("application/json", leadJSON),
+			call:    func(c *client.Client) error { return c.Leads.Delete(context.Background(), "") },
+			wantMsg: "client: delete lead: empty id",
+		},
+		{
+			name: "the same cursor again",
+			step: answer("application/json", `{"data":[],"next_cursor":"c1"}`),
+			call: func(c *client.Client) error {
+				for _, err := range c.Leads.List(context.Background(), client.LeadListOptions{Cursor: "c1"}) {
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			wantMsg: `client: list leads: server returned the same cursor "c1" again`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newFakeClock()
+			srv := newScript(t, tt.step)
+			err := tt.call(newClient(t, srv.URL, clk))
+			var ce *client.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error = %v (%T), want a *client.Error", err, err)
+			}
+			if got := err.Error(); got != tt.wantMsg {
+				t.Errorf("Error() = %q, want %q", got, tt.wantMsg)
+			}
+			if ce.APIError() != nil {
+				t.Errorf("APIError() = %v, want nil", ce.APIError())
+			}
+			if tt.wantCause != nil && !errors.As(errors.Unwrap(err), tt.wantCause) {
+				t.Errorf("errors.Unwrap(%v) = %v, want a chain holding %T", err, errors.Unwrap(err), tt.wantCause)
+			}
+		})
+	}
+}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -220,8 +222,11 @@ func (e *engine) decide(ctx context.Context, a *Attempt, idempotent, rewindable 
 // ServerWait returns the wait a response asks for, in the contract's order:
 // the Retry-After header (seconds or HTTP date), then details.retry_after,
 // then X-RateLimit-Reset when X-RateLimit-Remaining is 0 or absent. source
-// names the one used; ok is false when the response names no wait. apiErr
-// may be nil.
+// names the one used; ok is false when the response names no wait, or
+// only garbage (a negative, NaN or infinite value). A wait above 2^31
+// seconds (even a Retry-After or details.retry_after too large for an
+// int64 or a float64) is clamped to 2^31 seconds rather than dropped, so
+// that Policy.MaxWait still refuses it. apiErr may be nil.
 func ServerWait(resp *http.Response, apiErr *apierror.Error, now time.Time) (wait time.Duration, source string, ok bool) {
 	var h http.Header
 	switch {
@@ -241,16 +246,23 @@ func ServerWait(resp *http.Response, apiErr *apierror.Error, now time.Time) (wai
 	if rem := strings.TrimSpace(h.Get("X-RateLimit-Remaining")); rem == "" || rem == "0" {
 		if reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-RateLimit-Reset")), 10, 64); err == nil {
 			if t := time.Unix(reset, 0); t.After(now) {
-				return t.Sub(now), "x-ratelimit-reset", true
+				return min(t.Sub(now), maxServerWait), "x-ratelimit-reset", true
 			}
 		}
 	}
 	return 0, "", false
 }
 
+// maxServerWait is the longest wait a server can name (about 68 years); a
+// longer one is clamped to it, as apierror.ParseRetryAfter does, so that
+// it exceeds Policy.MaxWait instead of being dropped.
+const maxServerWait = 1 << 31 * time.Second
+
 // seconds reads a JSON number of seconds (a float64 after decoding, or a
-// numeric string) as a duration.
-func seconds(v any) (time.Duration, bool) {
+// numeric string) as a duration. ok is false for a negative number, NaN,
+// an infinity or anything that is not a number; a number above 2^31 is
+// clamped to maxServerWait.
+func seconds(v any) (d time.Duration, ok bool) {
 	var f float64
 	switch x := v.(type) {
 	case float64:
@@ -260,22 +272,34 @@ func seconds(v any) (time.Duration, bool) {
 	case int64:
 		f = float64(x)
 	case json.Number:
-		g, err := x.Float64()
-		if err != nil {
-			return 0, false
-		}
-		f = g
+		return parseSeconds(x.String())
 	case string:
-		g, err := strconv.ParseFloat(x, 64)
-		if err != nil {
-			return 0, false
-		}
-		f = g
+		return parseSeconds(x)
 	default:
 		return 0, false
 	}
-	if f < 0 || f > 1<<31 {
+	return floatSeconds(f)
+}
+
+// parseSeconds reads a decimal number of seconds. A number too large for a
+// float64 is clamped like any large one; "NaN" and "Inf" are rejected.
+func parseSeconds(s string) (time.Duration, bool) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil {
+		if errors.Is(err, strconv.ErrRange) && f > 0 { // beyond float64: +Inf
+			return maxServerWait, true
+		}
 		return 0, false
+	}
+	return floatSeconds(f)
+}
+
+func floatSeconds(f float64) (time.Duration, bool) {
+	switch {
+	case math.IsNaN(f) || math.IsInf(f, 0) || f < 0:
+		return 0, false
+	case f > float64(maxServerWait/time.Second):
+		return maxServerWait, true
 	}
 	return time.Duration(f * float64(time.Second)), true
 }

@@ -2,14 +2,21 @@ package client_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -115,6 +122,104 @@ func TestFullJitter(t *testing.T) {
 	}
 	if got := client.ExponentialCeiling(time.Second, 20*time.Second, 40); got != 20*time.Second {
 		t.Errorf("ExponentialCeiling(1s, 20s, 40) = %v, want the cap 20s", got)
+	}
+}
+
+func TestFullJitterExtremes(t *testing.T) {
+	tests := []struct {
+		name      string
+		base, max time.Duration
+		retry     int
+		wantCeil  time.Duration
+	}{
+		{"cap at the largest duration", time.Second, math.MaxInt64, 40, math.MaxInt64},
+		{"base and cap at the largest duration", math.MaxInt64, math.MaxInt64, 1, math.MaxInt64},
+		{"huge retry number", time.Nanosecond, time.Hour, math.MaxInt, time.Hour},
+		{"zero base, huge retry number", 0, time.Hour, math.MaxInt, 0},
+		{"negative base", -time.Second, time.Hour, 3, 0},
+		{"negative cap", time.Second, -time.Hour, 3, 0},
+		{"zero cap", time.Second, 0, 1, 0},
+		{"retry below 1", time.Second, time.Hour, -5, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("FullJitter(%v, %v, %d) panicked: %v", tt.base, tt.max, tt.retry, r)
+				}
+			}()
+			if got := client.ExponentialCeiling(tt.base, tt.max, tt.retry); got != tt.wantCeil {
+				t.Errorf("ExponentialCeiling(%v, %v, %d) = %v, want %v", tt.base, tt.max, tt.retry, got, tt.wantCeil)
+			}
+			for range 100 {
+				if d := client.FullJitter(tt.base, tt.max, tt.retry); d < 0 || d > tt.wantCeil {
+					t.Fatalf("FullJitter(%v, %v, %d) = %v, want within [0, %v]", tt.base, tt.max, tt.retry, d, tt.wantCeil)
+				}
+			}
+		})
+	}
+}
+
+// maxServerWait is what the client makes of a server wait too large to
+// hold: 2^31 seconds.
+const maxServerWait = time.Duration(1<<31) * time.Second
+
+func TestServerWaitOutOfRange(t *testing.T) {
+	tests := []struct {
+		name    string
+		step    http.HandlerFunc
+		wantErr client.Error // Attempts, Stop and RetryAfter of the error
+	}{
+		// Too large to hold: clamped, so MaxWait applies.
+		{"retry-after beyond int64", status(429, rateLimitedBody(""), "Retry-After", "99999999999999999999"),
+			client.Error{Attempts: 1, Stop: client.StopMaxWait, RetryAfter: maxServerWait}},
+		{"retry-after beyond 2^31 s", status(429, rateLimitedBody(""), "Retry-After", "4294967296"),
+			client.Error{Attempts: 1, Stop: client.StopMaxWait, RetryAfter: maxServerWait}},
+		{"details.retry_after beyond 2^31 s", status(429, rateLimitedBody(`,"retry_after":1e10`)),
+			client.Error{Attempts: 1, Stop: client.StopMaxWait, RetryAfter: maxServerWait}},
+		{"details.retry_after beyond float64", status(429, rateLimitedBody(`,"retry_after":"1e400"`)),
+			client.Error{Attempts: 1, Stop: client.StopMaxWait, RetryAfter: maxServerWait}},
+		{"x-ratelimit-reset beyond 2^31 s", status(429, rateLimitedBody(""), "X-RateLimit-Limit", "10",
+			"X-RateLimit-Remaining", "0", "X-RateLimit-Reset", strconv.FormatInt(time.Now().Unix()+1<<40, 10)),
+			client.Error{Attempts: 1, Stop: client.StopMaxWait}},
+		// Garbage: ignored, so the client backs off and names no wait.
+		{"details.retry_after NaN", status(503, rateLimitedBody(`,"retry_after":"NaN"`)),
+			client.Error{Attempts: 3, Stop: client.StopAttempts}},
+		{"details.retry_after Inf", status(503, rateLimitedBody(`,"retry_after":"Inf"`)),
+			client.Error{Attempts: 3, Stop: client.StopAttempts}},
+		{"details.retry_after -Inf", status(503, rateLimitedBody(`,"retry_after":"-Inf"`)),
+			client.Error{Attempts: 3, Stop: client.StopAttempts}},
+		{"details.retry_after negative", status(503, rateLimitedBody(`,"retry_after":-5`)),
+			client.Error{Attempts: 3, Stop: client.StopAttempts}},
+		{"retry-after negative", status(503, rateLimitedBody(""), "Retry-After", "-99999999999999999999"),
+			client.Error{Attempts: 3, Stop: client.StopAttempts}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newFakeClock()
+			srv := newScript(t, tt.step)
+			base := 100 * time.Millisecond
+			c := newClient(t, srv.URL, clk, client.WithRetry(client.Policy{BaseDelay: base}))
+			_, err := c.Leads.Get(context.Background(), "lead_1")
+			var ce *client.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Get = %v, want a *client.Error", err)
+			}
+			got := client.Error{Attempts: ce.Attempts, Stop: ce.Stop, RetryAfter: ce.RetryAfter}
+			if got != tt.wantErr {
+				t.Errorf("Get error: Attempts, Stop, RetryAfter = %d, %q, %v; want %d, %q, %v",
+					got.Attempts, got.Stop, got.RetryAfter, tt.wantErr.Attempts, tt.wantErr.Stop, tt.wantErr.RetryAfter)
+			}
+			sleeps := clk.Sleeps()
+			if len(sleeps) != tt.wantErr.Attempts-1 {
+				t.Errorf("sleeps = %v, want %d", sleeps, tt.wantErr.Attempts-1)
+			}
+			for i, s := range sleeps {
+				if ceil := client.ExponentialCeiling(base, client.DefaultMaxDelay, i+1); s < 0 || s > ceil {
+					t.Errorf("wait %d = %v, want a backoff within [0, %v]", i+1, s, ceil)
+				}
+			}
+		})
 	}
 }
 
@@ -415,38 +520,183 @@ func TestBudgetExhaustedStopReason(t *testing.T) {
 	}
 }
 
-func TestConnectionErrorsRetried(t *testing.T) {
+// resetListener accepts connections and closes each at once, before any
+// response; it returns its URL and the number of connections so far.
+func resetListener(t *testing.T) (string, func() int) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	accepted := make(chan struct{}, 10)
+	t.Cleanup(func() { ln.Close() })
+	var accepted atomic.Int32
 	go func() {
 		for {
 			conn, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			accepted <- struct{}{}
+			accepted.Add(1)
 			conn.Close() // a reset before any response
 		}
 	}()
-	defer ln.Close()
-	clk := newFakeClock()
-	c := newClient(t, "http://"+ln.Addr().String(), clk)
-	_, err = c.Leads.Get(context.Background(), "lead_1")
-	var ce *client.Error
-	if !errors.As(err, &ce) || ce.APIError() != nil {
-		t.Fatalf("Get = %v, want a *client.Error without an API error", err)
+	return "http://" + ln.Addr().String(), func() int { return int(accepted.Load()) }
+}
+
+var errNoRedirects = errors.New("redirects are not allowed")
+
+func TestConnectionErrorsRetried(t *testing.T) {
+	tests := []struct {
+		name string
+		// setup returns the base URL, the http.Client that sends each
+		// attempt, and how many requests reached the far end.
+		setup        func(t *testing.T) (string, *http.Client, func() int)
+		wantAttempts int
+		wantStop     client.StopReason
+		wantIs       error // an error the chain must hold, if set
+	}{
+		{
+			name: "reset before any response",
+			setup: func(t *testing.T) (string, *http.Client, func() int) {
+				url, conns := resetListener(t)
+				return url, &http.Client{}, conns
+			},
+			wantAttempts: 3, wantStop: client.StopAttempts,
+		},
+		{
+			name: "connect timeout",
+			setup: func(t *testing.T) (string, *http.Client, func() int) {
+				url, conns := resetListener(t)
+				// A dial timeout already passed: every connect fails with
+				// "i/o timeout", as a slow connect under Dialer.Timeout does.
+				tr := &http.Transport{DialContext: (&net.Dialer{Timeout: time.Nanosecond}).DialContext}
+				t.Cleanup(tr.CloseIdleConnections)
+				return url, &http.Client{Transport: tr}, conns
+			},
+			wantAttempts: 3, wantStop: client.StopAttempts,
+		},
+		{
+			name: "per-attempt http.Client timeout",
+			setup: func(t *testing.T) (string, *http.Client, func() int) {
+				var sent atomic.Int32
+				hang := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+					sent.Add(1)
+					<-req.Context().Done() // the server never answers
+					return nil, req.Context().Err()
+				})
+				return "http://tollgate.test", &http.Client{Transport: hang, Timeout: 10 * time.Millisecond},
+					func() int { return int(sent.Load()) }
+			},
+			wantAttempts: 3, wantStop: client.StopAttempts,
+		},
+		{
+			name: "redirect refused by CheckRedirect",
+			setup: func(t *testing.T) (string, *http.Client, func() int) {
+				srv := newScript(t, func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, "/elsewhere", http.StatusFound)
+				})
+				hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return errNoRedirects }}
+				return srv.URL, hc, func() int { return len(srv.Hits()) }
+			},
+			wantAttempts: 1, wantStop: client.StopNotRetryable, wantIs: errNoRedirects,
+		},
+		{
+			name: "redirect limit reached",
+			setup: func(t *testing.T) (string, *http.Client, func() int) {
+				srv := newScript(t, func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, r.URL.Path, http.StatusFound) // forever
+				})
+				return srv.URL, &http.Client{}, func() int { return len(srv.Hits()) / 10 } // 10 hops an attempt
+			},
+			wantAttempts: 1, wantStop: client.StopNotRetryable,
+		},
+		{
+			name: "unparsable redirect location",
+			setup: func(t *testing.T) (string, *http.Client, func() int) {
+				srv := newScript(t, func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Location", "%zz")
+					w.WriteHeader(http.StatusFound)
+				})
+				return srv.URL, &http.Client{}, func() int { return len(srv.Hits()) }
+			},
+			wantAttempts: 1, wantStop: client.StopNotRetryable,
+		},
 	}
-	if ce.Attempts != 3 || ce.Stop != client.StopAttempts {
-		t.Errorf("Attempts, Stop = %d, %q; want 3, %q", ce.Attempts, ce.Stop, client.StopAttempts)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url, hc, reached := tt.setup(t)
+			clk := newFakeClock()
+			c := newClient(t, url, clk, client.WithHTTPClient(hc))
+			_, err := c.Leads.Get(context.Background(), "lead_1")
+			var ce *client.Error
+			if !errors.As(err, &ce) || ce.APIError() != nil {
+				t.Fatalf("Get = %v, want a *client.Error without an API error", err)
+			}
+			if ce.Attempts != tt.wantAttempts || ce.Stop != tt.wantStop {
+				t.Errorf("Get = %v: Attempts, Stop = %d, %q; want %d, %q", err, ce.Attempts, ce.Stop, tt.wantAttempts, tt.wantStop)
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("Get = %v, want an error matching %v", err, tt.wantIs)
+			}
+			if n := reached(); n > tt.wantAttempts {
+				t.Errorf("far end reached %d times, want at most %d", n, tt.wantAttempts)
+			}
+			if s := clk.Sleeps(); len(s) != tt.wantAttempts-1 {
+				t.Errorf("sleeps = %v, want %d backoff waits", s, tt.wantAttempts-1)
+			}
+		})
 	}
-	if n := len(accepted); n != 3 {
-		t.Errorf("connections = %d, want 3", n)
+}
+
+// dialTimeout returns the error of a connect that timed out.
+func dialTimeout(t *testing.T) error {
+	t.Helper()
+	conn, err := (&net.Dialer{Timeout: time.Nanosecond}).Dial("tcp", "127.0.0.1:1")
+	if err == nil {
+		conn.Close()
+		t.Fatal("dial with a 1ns timeout succeeded")
 	}
-	if len(clk.Sleeps()) != 2 {
-		t.Errorf("sleeps = %v, want 2 backoff waits", clk.Sleeps())
+	return &url.Error{Op: "Get", URL: "http://tollgate.test/", Err: err}
+}
+
+func TestDefaultCheckRetryTransportErrors(t *testing.T) {
+	live := context.Background()
+	cancelled, cancel := context.WithCancel(live)
+	cancel()
+	expired, cancel2 := context.WithDeadline(live, time.Now().Add(-time.Second))
+	defer cancel2()
+	urlErr := func(err error) error { return &url.Error{Op: "Get", URL: "http://tollgate.test/", Err: err} }
+	refused := urlErr(&net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}})
+	tests := []struct {
+		name     string
+		ctx      context.Context // nil: the Attempt has no Request
+		response *http.Response
+		err      error
+		want     bool
+	}{
+		{name: "connection refused", ctx: live, err: refused, want: true},
+		{name: "connection reset", ctx: live, err: urlErr(io.ErrUnexpectedEOF), want: true},
+		{name: "connect timeout", ctx: live, err: dialTimeout(t), want: true},
+		{name: "connect timeout without request", err: dialTimeout(t), want: true},
+		{name: "caller cancelled", ctx: cancelled, err: urlErr(context.Canceled), want: false},
+		{name: "caller deadline passed", ctx: expired, err: urlErr(context.DeadlineExceeded), want: false},
+		{name: "caller deadline passed during a connect", ctx: expired, err: dialTimeout(t), want: false},
+		{name: "cancelled without request", err: urlErr(context.Canceled), want: false},
+		{name: "deadline without request", err: urlErr(context.DeadlineExceeded), want: false},
+		{name: "redirect refused", ctx: live, response: &http.Response{StatusCode: http.StatusFound},
+			err: urlErr(errNoRedirects), want: false},
+		{name: "unknown certificate authority", ctx: live, err: urlErr(x509.UnknownAuthorityError{}), want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &client.Attempt{Number: 1, Response: tt.response, Err: tt.err}
+			if tt.ctx != nil {
+				a.Request = httptest.NewRequestWithContext(tt.ctx, http.MethodGet, "http://tollgate.test/", nil)
+			}
+			if got := client.DefaultCheckRetry(a); got != tt.want {
+				t.Errorf("DefaultCheckRetry(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
 	}
 }
 
@@ -521,31 +771,46 @@ func TestPacingWaitsForReset(t *testing.T) {
 	}
 }
 
-func TestPacingIsPerKey(t *testing.T) {
-	clk := newFakeClock()
-	reset := clk.Now().Add(5 * time.Second)
-	srv := newScript(t, status(200, ok200, "X-RateLimit-Limit", "10", "X-RateLimit-Remaining", "0",
-		"X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10)), status(200, ok200))
-	hc := &http.Client{}
-	tr := &client.Transport{Now: clk.Now, Sleep: clk.Sleep}
-	hc.Transport = tr
-	get := func(key string) {
-		req, _ := http.NewRequest("GET", srv.URL+"/v1/leads/lead_1", nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+func TestPacingIsPerHostAndKey(t *testing.T) {
+	// The first request learns that its limit is spent until the reset;
+	// the second waits only if it goes to the same host with the same
+	// credential.
+	type target struct{ host, key string }
+	tests := []struct {
+		name          string
+		first, second target
+		want          []time.Duration
+	}{
+		{"same host, same key", target{"a", "k"}, target{"a", "k"}, []time.Duration{5 * time.Second}},
+		{"same host, no key", target{"a", ""}, target{"a", ""}, []time.Duration{5 * time.Second}},
+		{"same host, other key", target{"a", "k"}, target{"a", "j"}, nil},
+		{"same host, key then none", target{"a", "k"}, target{"a", ""}, nil},
+		{"other host, same key", target{"a", "k"}, target{"b", "k"}, nil},
+		{"other host, no key", target{"a", ""}, target{"b", ""}, nil},
 	}
-	get("a")
-	get("b") // another key: no wait
-	if s := clk.Sleeps(); len(s) != 0 {
-		t.Errorf("sleeps = %v, want none: key b's limit is not key a's", s)
-	}
-	get("a")
-	if s := clk.Sleeps(); len(s) != 1 || s[0] != 5*time.Second {
-		t.Errorf("sleeps = %v, want [5s] for key a", s)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newFakeClock()
+			reset := clk.Now().Add(5 * time.Second)
+			spent := status(200, ok200, "X-RateLimit-Limit", "10", "X-RateLimit-Remaining", "0",
+				"X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+			hosts := map[string]*script{"a": newScript(t, spent), "b": newScript(t, spent)}
+			hc := &http.Client{Transport: &client.Transport{Now: clk.Now, Sleep: clk.Sleep}}
+			for _, to := range []target{tt.first, tt.second} {
+				req, _ := http.NewRequest(http.MethodGet, hosts[to.host].URL+"/v1/leads/lead_1", nil)
+				if to.key != "" {
+					req.Header.Set("Authorization", "Bearer "+to.key)
+				}
+				resp, err := hc.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+			if s := clk.Sleeps(); !slices.Equal(s, tt.want) {
+				t.Errorf("sleeps = %v, want %v", s, tt.want)
+			}
+		})
 	}
 }
 

@@ -17,9 +17,10 @@ import (
 // caller set is kept, and every attempt carries the same one), rewinds
 // request bodies with req.GetBody (set by http.NewRequest for in-memory
 // bodies; a body without GetBody is sent once), drains and closes a
-// response before retrying, and keeps a retry budget and the pacing state
-// per credential (the Authorization or X-Api-Key header) across all the
-// requests it carries.
+// response before retrying, and keeps a retry budget across all the
+// requests it carries and the pacing state per host (scheme and host) and
+// credential (the Authorization or X-Api-Key header, or none): a rate
+// limit spent on one host never delays a request to another.
 //
 // A non-2xx response that is not retried, or is the last attempt, is
 // returned as a response, not an error: decode it with apierror.Decode.
