@@ -28,6 +28,10 @@ type DecodeOptions struct {
 	Required []string
 	// MaxDepth bounds nesting; 0 means DefaultMaxDepth.
 	MaxDepth int
+	// AllowNUL accepts strings holding U+0000 (written \u0000 in JSON),
+	// which are refused by default: PostgreSQL's text and jsonb cannot
+	// store them, and no text a person writes holds one.
+	AllowNUL bool
 }
 
 // DecodeJSON reads r's body strictly into v and returns an *apierror.Error
@@ -38,7 +42,8 @@ type DecodeOptions struct {
 //   - 400 INVALID_REQUEST for an empty body, invalid UTF-8, nesting deeper
 //     than MaxDepth, a syntax error (details.offset), a duplicate member,
 //     trailing data, a value of the wrong type (details.field), an unknown
-//     member (details.field), or a body that is not an object;
+//     member (details.field), a body that is not an object, or a string
+//     holding U+0000 (details.field; unless AllowNUL);
 //   - 400 MISSING_FIELD "Missing required field: <name>" for an absent or
 //     null required member.
 func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
@@ -92,10 +97,35 @@ func Unmarshal(data []byte, v any, opts DecodeOptions) error {
 			return apierror.New(apierror.MissingField, "Missing required field: "+name).With("field", name)
 		}
 	}
+	if !opts.AllowNUL {
+		if field, ok := findNUL(data); ok {
+			return bad(field, "Text must not contain the NUL character (U+0000).", "NUL character")
+		}
+	}
 	if err := json.Unmarshal(data, v, json.RejectUnknownMembers(true)); err != nil {
 		return mapError(err)
 	}
 	return nil
+}
+
+// findNUL reports whether a string of data, a valid JSON object, holds
+// U+0000, and the dotted path of the member it is in (or is). Only an
+// escape can write it (JSON forbids a raw control character in a string),
+// so a body without the text \u0000 is skipped at once.
+func findNUL(data []byte) (field string, ok bool) {
+	if !bytes.Contains(data, []byte(`\u0000`)) {
+		return "", false
+	}
+	d := jsontext.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := d.ReadToken()
+		if err != nil {
+			return "", false // syntax errors are Unmarshal's to report
+		}
+		if tok.Kind() == '"' && strings.IndexByte(tok.String(), 0) >= 0 {
+			return fieldName(d.StackPointer()), true
+		}
+	}
 }
 
 func bad(field, message, reason string) *apierror.Error {

@@ -350,6 +350,11 @@ func TestDecodeJSON(t *testing.T) {
 		{"null body", "application/json", `null`, apierror.InvalidRequest, "not an object", ""},
 		{"missing required", "application/json", `{"count":1}`, apierror.MissingField, "", "name"},
 		{"null required", "application/json", `{"name":null}`, apierror.MissingField, "", "name"},
+		{"NUL in a value", "application/json", `{"name":"a\u0000b"}`, apierror.InvalidRequest, "NUL character", "name"},
+		{"NUL deep in a value", "application/json", `{"name":"a","meta":{"k":["x","\u0000"]}}`, apierror.InvalidRequest, "NUL character", "meta.k.1"},
+		{"NUL in a name", "application/json", `{"name":"a","meta":{"k\u0000":1}}`, apierror.InvalidRequest, "NUL character", "meta.k\x00"},
+		{"escaped backslash before u0000", "application/json", `{"name":"a\\u0000"}`, "", "", ""},
+		{"other escapes", "application/json", `{"name":"a\u0001\t"}`, "", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -412,6 +412,16 @@ func testSessions(t *testing.T, l *live) {
 			"", map[string]any{"field": "sessionExternalId", "resource": "session"})
 		wantError(t, l.as("POST", "/v1/sessions", `{"sessionExternalId":"ext-x","startedAt":"2026-11-22T10:00:00Z","endedAt":"2026-11-22T09:59:59Z"}`),
 			apierror.Unprocessable, "", map[string]any{"field": "endedAt", "reason": "endedAt is before startedAt"})
+		// U+0000, which PostgreSQL's text and jsonb cannot hold (it
+		// answered 500 where SQLite stored it), is refused on both.
+		for _, tt := range []struct{ method, path, body, field string }{
+			{"POST", "/v1/sessions", `{"sessionExternalId":"nul\u0000"}`, "sessionExternalId"},
+			{"POST", "/v1/sessions", `{"sessionExternalId":"nul","metadata":{"k":["\u0000"]}}`, "metadata.k.0"},
+			{"PATCH", "/v1/sessions/" + minimal.ID, `{"title":"a\u0000"}`, "title"},
+			{"POST", "/v1/leads", `{"name":"a\u0000b","phone":"+14155550123"}`, "name"},
+		} {
+			wantError(t, l.as(tt.method, tt.path, tt.body), apierror.InvalidRequest, "", map[string]any{"field": tt.field, "reason": "NUL character"})
+		}
 	})
 
 	t.Run("validation", func(t *testing.T) {
@@ -515,6 +525,8 @@ func testSessions(t *testing.T, l *live) {
 			{"?cursor=%25%25", "cursor"}, {"?cursor=bm9wZQ", "cursor"},
 			{"?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("lead_01JD3Q8Z4XK5N6P7R8S9T0V1W2")), "cursor"},
 			{"?status=done", "status"}, {"?sort=id", "sort"}, {"?limit=1&limit=2", "limit"},
+			// Bytes no store can hold (PostgreSQL answered 500).
+			{"?source=%00", "source"}, {"?source=web%00", "source"}, {"?source=%ff", "source"},
 		}
 		for _, q := range badQueries {
 			t.Run(q.query, func(t *testing.T) {

@@ -376,6 +376,10 @@ func listQuery(r *http.Request, prefix string, filters ...string) (store.Page, m
 		if len(q[name]) > 1 {
 			return store.Page{}, nil, badQuery(name, "repeated parameter")
 		}
+		if v := q[name][0]; !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+			// Text that no store can hold, and no record holds.
+			return store.Page{}, nil, badQuery(name, "must be UTF-8 text without NUL characters")
+		}
 		out[name] = q[name][0]
 	}
 	page := store.Page{Limit: store.DefaultLimit}
