@@ -100,7 +100,7 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 			if !ok {
 				now = cfg.Now()
 			}
-			setRateHeaders(w.Header(), st, cfg.Headers, res, now)
+			setRateHeaders(w.Header(), st, cfg.Headers, res, policies, now)
 			if !res.Allowed {
 				apierror.Write(w, r, rateLimited("Rate limit exceeded.", res.Limit, res.Window, res.Policy, res.RetryAfter))
 				return
@@ -110,26 +110,26 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 	}
 }
 
-// setRateHeaders writes the headers of one decision. X-RateLimit-Reset
-// (and the IETF t=) is when the client's next request will be admitted if
-// Remaining is 0 — the Retry-After time on a 429, so a client may wait for
-// it instead of earning a 429 — and otherwise when the bucket is full
-// again. It is rounded up to whole unix seconds, never early.
-func setRateHeaders(h http.Header, st *state, families int, res ratelimit.Result, now time.Time) {
+// setRateHeaders writes the headers of one decision under policies.
+// X-RateLimit-Reset (and the IETF t=) is when the client's next request
+// will be admitted if Remaining is 0 — the Retry-After time on a 429, so a
+// client may wait for it instead of earning a 429 — and otherwise when the
+// bucket is full again. It is rounded up to whole unix seconds, and never
+// early: a request at that time is admitted.
+func setRateHeaders(h http.Header, st *state, families int, res ratelimit.Result, policies []ratelimit.Policy, now time.Time) {
 	reset := res.ResetAfter
 	if res.Remaining <= 0 {
-		switch {
-		case !res.Allowed:
+		if !res.Allowed {
 			reset = res.RetryAfter
-		case res.Limit > 0 && res.Window > 0:
-			// One unit frees up every interval; the bucket is full after
-			// ResetAfter, so the next unit frees up ResetAfter minus the
-			// whole intervals before it.
-			interval := res.Window / time.Duration(res.Limit)
-			if interval > 0 {
-				reset = res.ResetAfter - (ceilDiv(res.ResetAfter, interval)-1)*interval
-			}
+		} else if p := bindingPolicy(policies, res); p != nil {
+			// The bucket is full after ResetAfter and one unit frees up
+			// every interval, so the first unit frees up burst−1 intervals
+			// before that. The interval is the stores' own (rounded up to
+			// a nanosecond); a store whose clock is coarser rounds it up
+			// further, and then admits no later than this says.
+			reset = max(res.ResetAfter-time.Duration(p.Capacity()-1)*p.Interval(), 0)
 		}
+		// Otherwise (no such policy) the time to full: late, never early.
 	}
 	at := now.Add(reset)
 	resetUnix := at.Unix()
@@ -168,6 +168,19 @@ func setRateHeaders(h http.Header, st *state, families int, res ratelimit.Result
 }
 
 func ceilDiv(a, b time.Duration) time.Duration { return (a + b - 1) / b }
+
+// bindingPolicy returns the policy among policies that res describes, or
+// nil.
+func bindingPolicy(policies []ratelimit.Policy, res ratelimit.Result) *ratelimit.Policy {
+	for i := range policies {
+		p := &policies[i]
+		if p.Limit == res.Limit && p.Window == res.Window &&
+			(p.Name == res.Policy || p.Name == "" && p.String() == res.Policy) {
+			return p
+		}
+	}
+	return nil
+}
 
 // rateLimited is a 429 RATE_LIMITED: what happened, "Retry after N
 // seconds.", and the policy in details, with Retry-After.

@@ -92,6 +92,124 @@ func TestRateLimitHeaders(t *testing.T) {
 	}
 }
 
+// TestRateLimitResetAdmits empties a bucket at one instant and waits as
+// the headers say: a request at X-RateLimit-Reset (the IETF t= is the same
+// time) is admitted, and one a second earlier is not, so Reset is neither
+// early nor later than its rounding to whole seconds.
+func TestRateLimitResetAdmits(t *testing.T) {
+	base := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		policy string
+		start  time.Duration // after base, when the bucket is emptied
+	}{
+		{"7/1m", "7/1m", 0}, // interval 8.571428572s, next admission at +8.57s
+		{"10/1s", "10/1s", 0},
+		{"3/7s", "3/7s", 0}, // interval 2.333333334s
+		{"3/1m", "3/1m", 0},
+		{"burst below limit", "5/1s;burst=2", 0},
+		{"7/1m from mid-second", "7/1m", 400 * time.Millisecond},
+		{"3/7s from mid-second", "3/7s", 700 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := ratelimit.ParsePolicy(tt.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t0 := base.Add(tt.start)
+			cur := t0
+			now := func() time.Time { return cur }
+			rl := middleware.RateLimit(middleware.RateLimitConfig{Store: ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: now}),
+				Default: p, Headers: middleware.HeadersLegacy | middleware.HeadersIETF, Now: now})
+			h := middleware.Chain(middleware.RequestID(now))(rl(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+			serve := func() *httptest.ResponseRecorder {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+				return w
+			}
+			var w *httptest.ResponseRecorder
+			for i := range p.Capacity() {
+				if w = serve(); w.Code != http.StatusOK {
+					t.Fatalf("request %d of the burst: %d, want 200", i+1, w.Code)
+				}
+			}
+			if got := w.Header().Get("X-RateLimit-Remaining"); got != "0" {
+				t.Fatalf("X-RateLimit-Remaining after the burst = %q, want 0", got)
+			}
+			reset, err := strconv.ParseInt(w.Header().Get("X-RateLimit-Reset"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := t0.Add(p.Interval()) // one unit refilled
+			if want := next.Add(time.Second - 1).Truncate(time.Second).Unix(); reset != want {
+				t.Errorf("X-RateLimit-Reset = base%+ds, want base%+ds (next admission at base+%v)", reset-base.Unix(), want-base.Unix(), next.Sub(base))
+			}
+			wantT := strconv.FormatInt(int64((next.Sub(t0)+time.Second-1)/time.Second), 10)
+			if got, want := w.Header().Get("RateLimit"), `"default";r=0;t=`+wantT; got != want {
+				t.Errorf("RateLimit = %q, want %q", got, want)
+			}
+			if w = serve(); w.Code != http.StatusTooManyRequests || w.Header().Get("X-RateLimit-Reset") != strconv.FormatInt(reset, 10) {
+				t.Errorf("request after the burst: %d, X-RateLimit-Reset %s; want 429 with the same reset %d", w.Code, w.Header().Get("X-RateLimit-Reset"), reset)
+			}
+			if early := time.Unix(reset-1, 0); !early.Before(t0) {
+				cur = early
+				if w = serve(); w.Code != http.StatusTooManyRequests {
+					t.Errorf("request a second before X-RateLimit-Reset: %d, want 429", w.Code)
+				}
+			}
+			cur = time.Unix(reset, 0)
+			if w = serve(); w.Code != http.StatusOK {
+				t.Errorf("request at X-RateLimit-Reset (base%+ds): %d, Retry-After %s; want 200", reset-base.Unix(), w.Code, w.Header().Get("Retry-After"))
+			}
+		})
+	}
+}
+
+// fixedStore is a ratelimit.Store that answers every call with one Result.
+type fixedStore struct{ r ratelimit.Result }
+
+func (f fixedStore) Take(context.Context, string, []ratelimit.Policy, int) (ratelimit.Result, error) {
+	return f.r, nil
+}
+
+// TestRateLimitResetCoarseStore: a store whose clock counts in
+// microseconds (the Redis store) rounds the interval up further; the reset
+// it implies is still never before its next admission.
+func TestRateLimitResetCoarseStore(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	const us = time.Microsecond
+	tests := []struct {
+		name     string
+		policy   ratelimit.Policy
+		interval time.Duration // the store's
+		spent    int           // units taken at t0
+	}{
+		{"7/1m", ratelimit.Policy{Limit: 7, Window: time.Minute}, 8571429 * us, 7},
+		{"3/7s", ratelimit.Policy{Limit: 3, Window: 7 * time.Second}, 2333334 * us, 3},
+		{"burst below limit", ratelimit.Policy{Limit: 7, Window: time.Minute, Burst: 2}, 8571429 * us, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := func() time.Time { return t0 }
+			res := ratelimit.Result{Allowed: true, Limit: tt.policy.Limit, Remaining: 0, ResetAfter: time.Duration(tt.spent) * tt.interval,
+				Policy: "default", Window: tt.policy.Window}
+			rl := middleware.RateLimit(middleware.RateLimitConfig{Store: fixedStore{res}, Default: tt.policy, Now: now})
+			h := middleware.Chain(middleware.RequestID(now))(rl(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+			reset, err := strconv.ParseInt(w.Header().Get("X-RateLimit-Reset"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := t0.Add(tt.interval) // the store admits one unit after its own interval
+			if want := next.Add(time.Second - 1).Truncate(time.Second).Unix(); reset != want {
+				t.Errorf("X-RateLimit-Reset = t0%+ds, want t0%+ds (next admission at t0+%v)", reset-t0.Unix(), want-t0.Unix(), tt.interval)
+			}
+		})
+	}
+}
+
 func TestRateLimitKeying(t *testing.T) {
 	now := func() time.Time { return time.Unix(1e9, 0) }
 	st := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: now})

@@ -22,6 +22,10 @@ const (
 	minCells  = 16  // smallest hash table of a shard (a power of two)
 	sampleLen = 8   // keys examined to pick one to evict from a full shard
 	inlineLen = 4   // policies per Take handled without allocating
+	// A full shard whose sweep frees less than 1/headroomDiv of its bound
+	// evicts down to that much room, so that sweeps of a full shard are at
+	// least that many inserts apart.
+	headroomDiv = 16
 )
 
 // Sentinel TATs. Real TATs stay far below them (see MaxTolerance).
@@ -40,9 +44,12 @@ type MemoryOptions struct {
 	// bound is enforced per shard, MaxKeys/256 each). Zero means
 	// DefaultMaxKeys. Keys whose state is idle (their theoretical arrival
 	// time has passed, so they are indistinguishable from a fresh key) are
-	// dropped first; when a shard is full of keys that are still limiting,
-	// the one that becomes idle soonest among a small sample is dropped,
-	// which forgets the rest of its window. Memory stays bounded under a
+	// dropped first: a full shard drops all its idle keys before it evicts
+	// any key still limiting. Only when a shard is full of keys that are
+	// still limiting is one of them evicted, the one that becomes idle
+	// soonest among a small sample (and, when that happens right after a
+	// sweep, a few more, to leave the shard some room), which forgets the
+	// rest of its window. Memory stays bounded under a
 	// flood of distinct keys at the cost of that key's accuracy. A key
 	// costs 128 bytes, a copy of its bytes and 32 to 64 bytes of hash
 	// table (a second policy on the same key another 128), so
@@ -75,11 +82,16 @@ type MemoryStore struct {
 }
 
 type shard struct {
-	table   atomic.Pointer[table] // read without the lock; changed under mu
-	mu      sync.Mutex            // serialises every change to the shard
-	n       int                   // entries in the table
-	sweepAt int                   // sweep idle keys when n reaches this (0: minSweep)
-	_       [32]byte              // one cache line per shard
+	table atomic.Pointer[table] // read without the lock; changed under mu
+	mu    sync.Mutex            // serialises every change to the shard
+	n     int                   // entries in the table
+	// idleAt is at most the earliest time at which an entry may be idle
+	// (entry.last): no entry is idle before it, so a sweep before it would
+	// drop nothing. TATs only grow, so it stays a lower bound; a sweep
+	// makes it exact again.
+	idleAt  int64
+	sweepAt int      // below the bound, sweep idle keys when n reaches this (0: minSweep)
+	_       [24]byte // one cache line per shard
 }
 
 // table is an open-addressing hash table with linear probing, at most half
@@ -248,7 +260,7 @@ func (s *MemoryStore) takeOne(r *Result, now int64, key string, p *Policy, cost 
 	defer sh.mu.Unlock()
 	e := sh.lookup(h, key)
 	if e == nil {
-		if e = sh.insert(h, key, p, now, s.maxPerShard); e == nil {
+		if e = sh.insert(h, key, p, now, cost, s.maxPerShard); e == nil {
 			return ValidateTake([]Policy{*p}, cost)
 		}
 	}
@@ -348,7 +360,7 @@ func (s *MemoryStore) take(now int64, key string, policies []Policy, cost int) (
 	defer sh.mu.Unlock()
 	e := sh.lookup(h, key)
 	if e == nil {
-		if e = sh.insert(h, key, &policies[0], now, s.maxPerShard); e == nil {
+		if e = sh.insert(h, key, &policies[0], now, cost, s.maxPerShard); e == nil {
 			return Result{}, ValidateTake(policies, cost)
 		}
 	}
@@ -519,21 +531,29 @@ func (e *entry) last() int64 {
 }
 
 // insert adds an entry for key with a first slot for p, making room first,
-// and returns it (nil if p is invalid). The shard's mutex is held.
-func (sh *shard) insert(h uint64, key string, p *Policy, now int64, maxKeys int) *entry {
+// and returns it (nil if p is invalid). The caller then takes cost units
+// from the new entry, which admits them (a fresh key admits any cost up to
+// its burst). The shard's mutex is held.
+func (sh *shard) insert(h uint64, key string, p *Policy, now int64, cost, maxKeys int) *entry {
 	// Clone: the key may share memory with a large request buffer.
 	e := &entry{h: h, key: strings.Clone(key)}
 	if !e.first.init(p, now) {
 		return nil
 	}
-	if sh.n >= max(sh.sweepAt, minSweep) {
-		sh.sweep(now)
+	switch {
+	case sh.n >= maxKeys:
+		sh.makeRoom(h, now, maxKeys)
+	case sh.n >= max(sh.sweepAt, minSweep):
+		if now >= sh.idleAt { // else nothing is idle yet
+			sh.sweep(now)
+		}
 		// Sweep again only once the shard has doubled: amortised O(1).
+		// (A full shard sweeps in makeRoom, whatever sweepAt says.)
 		sh.sweepAt = 2 * sh.n
 	}
-	if sh.n >= maxKeys {
-		sh.evict(h, now)
-	}
+	// The new entry is idle once the units it is about to take have
+	// refilled; its other policies' slots, if any, can only delay that.
+	sh.idleAt = min(sh.idleAt, now+int64(cost)*e.first.interval)
 	t := sh.table.Load()
 	if t == nil || 2*(sh.n+1) > len(t.cells) {
 		t = sh.rebuild(max(minCells, 4*(sh.n+1)), nil)
@@ -576,10 +596,41 @@ func (sh *shard) rebuild(size int, drop func(*entry) bool) *table {
 	return nt
 }
 
-// sweep drops the entries that are idle at now. The shard's mutex is held.
+// makeRoom frees at least one place in a full shard for a new key whose
+// hash is h. Idle entries go first: if any may be idle (idleAt has
+// passed), the shard is swept. Only if no idle entry is left does it evict
+// entries that are still limiting, one if there was no sweep; after a
+// sweep that freed less than 1/headroomDiv of the bound, as many as bring
+// the shard down to that, so that the next sweep of a full shard is that
+// many inserts away (a sweep costs O(n)). The shard's mutex is held.
+func (sh *shard) makeRoom(h uint64, now int64, maxKeys int) {
+	target := maxKeys - 1
+	if now >= sh.idleAt {
+		sh.sweep(now)
+		target = maxKeys - max(maxKeys/headroomDiv, 1)
+	}
+	for sh.n > target {
+		if !sh.evict(h, now) {
+			return
+		}
+		h += 0x9e3779b97f4a7c15 // sample another part of the table
+	}
+}
+
+// sweep drops the entries that are idle at now, and sets idleAt to the
+// earliest time at which one of the others may be. The shard's mutex is
+// held.
 func (sh *shard) sweep(now int64) {
 	n := sh.n
-	t := sh.rebuild(4*n, func(e *entry) bool { return e.retire(now, false) })
+	next := int64(math.MaxInt64)
+	t := sh.rebuild(4*n, func(e *entry) bool {
+		if e.retire(now, false) {
+			return true
+		}
+		next = min(next, e.last())
+		return false
+	})
+	sh.idleAt = next
 	// Shrink the table too if most entries went.
 	if 8*sh.n < len(t.cells) && len(t.cells) > minCells {
 		sh.rebuild(4*sh.n, nil)
@@ -588,11 +639,12 @@ func (sh *shard) sweep(now int64) {
 
 // evict drops, among a few entries from the place in the table where the
 // new key's hash h points (a random place), the one whose state becomes
-// idle soonest. The shard's mutex is held.
-func (sh *shard) evict(h uint64, now int64) {
+// idle soonest, and reports whether there was one. The shard's mutex is
+// held.
+func (sh *shard) evict(h uint64, now int64) bool {
 	t := sh.table.Load()
 	if t == nil || sh.n == 0 {
-		return
+		return false
 	}
 	var victim uint64
 	soonest, seen := int64(0), 0
@@ -606,10 +658,12 @@ func (sh *shard) evict(h uint64, now int64) {
 			seen++
 		}
 	}
-	if seen > 0 {
-		t.cells[victim].Load().retire(now, true)
-		sh.remove(t, victim)
+	if seen == 0 {
+		return false
 	}
+	t.cells[victim].Load().retire(now, true)
+	sh.remove(t, victim)
+	return true
 }
 
 // remove deletes the entry in cell i, shifting back the entries after it

@@ -236,6 +236,88 @@ func TestMemoryNoEvictionBelowBound(t *testing.T) {
 	}
 }
 
+// TestMemoryEvictsIdleFirst fills one shard to its bound with keys still
+// limiting under a 1/1h policy and keys that have gone idle, then adds new
+// keys: each new key takes the place of an idle one, never of a limiting
+// one (which would give it a fresh burst), however far the shard's growth
+// has moved its sweep trigger.
+func TestMemoryEvictsIdleFirst(t *testing.T) {
+	hourly := []ratelimit.Policy{{Name: "hourly", Limit: 1, Window: time.Hour}}
+	fast := []ratelimit.Policy{{Name: "fast", Limit: 1000, Window: time.Second}}
+	tests := []struct {
+		name                  string
+		perShard              int // the bound of each shard
+		idle, limiting, fresh int // keys put into shard 0
+		// rounds > 1: the fresh keys are under the fast policy, and go idle
+		// before the next round brings as many new ones.
+		rounds int
+	}{
+		{name: "idle keys make room", perShard: 100, idle: 20, limiting: 80, fresh: 20, rounds: 1},
+		// As many idle keys as the room a full shard keeps after a sweep
+		// (1/16 of its bound): still no limiting key goes.
+		{name: "idle keys at the headroom", perShard: 160, idle: 10, limiting: 150, fresh: 10, rounds: 1},
+		{name: "bound above the last sweep trigger", perShard: 200, idle: 50, limiting: 150, fresh: 50, rounds: 1},
+		{name: "small bound", perShard: 2, idle: 1, limiting: 1, fresh: 1, rounds: 1},
+		{name: "idle keys replaced again and again", perShard: 100, idle: 10, limiting: 90, fresh: 10, rounds: 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: clock.Now, MaxKeys: ratelimit.NumShards * tt.perShard})
+			next := 0
+			keys := func(n int) []string { // n new keys of shard 0
+				var ks []string
+				for ; len(ks) < n; next++ {
+					if k := fmt.Sprint("key-", next); ratelimit.ShardOf(s, k) == 0 {
+						ks = append(ks, k)
+					}
+				}
+				return ks
+			}
+			take := func(key string, p []ratelimit.Policy) ratelimit.Result {
+				t.Helper()
+				r, err := s.Take(context.Background(), key, p, 1)
+				if err != nil {
+					t.Fatalf("Take(%q) error: %v", key, err)
+				}
+				return r
+			}
+			limiting := keys(tt.limiting)
+			for _, k := range limiting {
+				if r := take(k, hourly); !r.Allowed {
+					t.Fatalf("first Take(%q) = %+v, want allowed", k, r)
+				}
+			}
+			for _, k := range keys(tt.idle) {
+				take(k, fast)
+			}
+			for round := range tt.rounds {
+				clock.Advance(2 * time.Second) // the fast keys are idle again
+				for _, k := range keys(tt.fresh) {
+					p := hourly
+					if tt.rounds > 1 {
+						p = fast
+					}
+					if r := take(k, p); !r.Allowed {
+						t.Fatalf("round %d: first Take(%q) = %+v, want allowed", round, k, r)
+					}
+					if tt.rounds == 1 {
+						limiting = append(limiting, k)
+					}
+					if got := s.Len(); got > tt.perShard {
+						t.Fatalf("round %d: Len() = %d, want <= %d", round, got, tt.perShard)
+					}
+				}
+				for _, k := range limiting {
+					if r := take(k, hourly); r.Allowed {
+						t.Fatalf("round %d: Take(%q) admitted again within its hour: its state was evicted while idle keys remained", round, k)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestMemoryConcurrentMixed races takes on many keys with different policy
 // sets; run with -race.
 func TestMemoryConcurrentMixed(t *testing.T) {

@@ -10,9 +10,16 @@ import (
 )
 
 // MaxTolerance bounds a policy's tolerance, Window/Limit × Burst: the
-// longest time a key's state can reach into the future. It keeps every
-// store's arithmetic exact and free of overflow (about 36 years).
+// longest time a key's state can reach into the future, in every store's
+// time unit (see Policy.Shape). It keeps every store's arithmetic exact and
+// free of overflow, including the Redis store's, whose numbers must stay
+// exact in Lua's doubles (about 36 years).
 const MaxTolerance = time.Duration(1 << 60)
+
+// storeUnits are the time units of this module's stores: nanoseconds for
+// MemoryStore, microseconds for ratelimit/redisstore. Validate accepts a
+// policy only if every one of them can represent it.
+var storeUnits = [...]time.Duration{time.Nanosecond, time.Microsecond}
 
 // Policy is one rate limit: Limit units per Window, with bursts of up to
 // Burst units at once. A Policy is a plain value, safe to copy and to share
@@ -32,9 +39,10 @@ type Policy struct {
 
 // ParsePolicy parses the String form of a policy: "LIMIT/WINDOW", optionally
 // followed by ";burst=N". WINDOW is a number and a unit (ms, s, m, h, d, or
-// any time.ParseDuration form such as "1m30s"); a bare unit means one of it.
-// Examples: "600/1m", "100/1m", "10/1s", "10000/1d", "10/s;burst=20".
-// The result has no Name.
+// any time.ParseDuration form such as "1m30s" or ".5s"); a bare unit ("s",
+// "m", "h", "d", "ms") means one of it. Examples: "600/1m", "100/1m",
+// "10/1s", "10000/1d", "10/s;burst=20". The policy must pass Validate. The
+// result has no Name.
 func ParsePolicy(s string) (Policy, error) {
 	spec, burstPart, hasBurst := strings.Cut(strings.TrimSpace(s), ";")
 	limitPart, windowPart, ok := strings.Cut(spec, "/")
@@ -71,11 +79,11 @@ func ParsePolicy(s string) (Policy, error) {
 // parseWindow accepts what FormatWindow writes, a bare unit ("s" for "1s"),
 // days ("2d"), and everything time.ParseDuration accepts.
 func parseWindow(s string) (time.Duration, error) {
-	if s == "" {
+	switch s {
+	case "":
 		return 0, errors.New("empty")
-	}
-	if s[0] < '0' || s[0] > '9' {
-		s = "1" + s
+	case "ns", "us", "µs", "μs", "ms", "s", "m", "h", "d":
+		s = "1" + s // a bare unit; anything else is read as it is
 	}
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.ParseInt(n, 10, 64)
@@ -124,14 +132,58 @@ func (p Policy) Capacity() int {
 }
 
 // Interval returns the emission interval, Window/Limit rounded up to a
-// whole nanosecond: the time one unit takes to refill.
+// whole nanosecond: the time one unit takes to refill in MemoryStore, and
+// never more than in a store with a coarser clock. Zero if the policy is
+// invalid.
 func (p Policy) Interval() time.Duration {
 	i, _, _ := p.params()
 	return time.Duration(i)
 }
 
-// Validate reports whether the policy is usable: Limit and Window positive,
-// Burst not negative, and a tolerance of at most MaxTolerance.
+// Shape returns the emission interval and the tolerance of a store whose
+// clock counts in unit (time.Nanosecond for MemoryStore, time.Microsecond
+// for ratelimit/redisstore): the interval is Window/Limit rounded up to a
+// whole unit, at least one, so that a store never admits more than the
+// policy says; the tolerance is the interval × the burst. The arithmetic
+// never overflows: Shape returns an error if the policy is invalid or if
+// its tolerance in unit is above MaxTolerance. Stores take these numbers
+// from Shape rather than computing their own, so that what Validate
+// accepts every store can decide.
+func (p Policy) Shape(unit time.Duration) (interval, tolerance int64, err error) {
+	switch {
+	case p.Limit <= 0:
+		return 0, 0, errLimit
+	case p.Window <= 0:
+		return 0, 0, errWindow
+	case p.Burst < 0:
+		return 0, 0, errBurst
+	case unit <= 0:
+		return 0, 0, fmt.Errorf("time unit %v must be > 0", unit)
+	}
+	// interval = ⌈Window / (Limit × unit)⌉, the product taken in 128 bits.
+	w := uint64(p.Window)
+	hi, d := bits.Mul64(uint64(p.Limit), uint64(unit))
+	if hi != 0 || d >= w {
+		interval = 1 // less than one unit: rounded up to one
+	} else {
+		interval = int64(w / d)
+		if w%d != 0 {
+			interval++
+		}
+	}
+	// tolerance × unit ≤ MaxTolerance, so tolerance fits in an int64.
+	hi, tol := bits.Mul64(uint64(interval), uint64(p.Capacity()))
+	if hi != 0 || tol > uint64(MaxTolerance/unit) {
+		return 0, 0, errTolerance
+	}
+	return interval, int64(tol), nil
+}
+
+// Validate reports whether the policy is usable: Limit and Window
+// positive, Burst not negative, and a tolerance (Window/Limit × Burst,
+// the interval rounded up to each store's time unit) of at most
+// MaxTolerance in the units of every store of this module. A policy that
+// passes is decided by every store; one that does not is refused by all.
 func (p Policy) Validate() error {
 	if _, _, err := p.params(); err != nil {
 		return fmt.Errorf("policy %s: %w", p.label(), err)
@@ -153,26 +205,15 @@ var (
 	errTolerance = errors.New("window/limit × burst exceeds MaxTolerance")
 )
 
-// params returns the emission interval and tolerance in nanoseconds.
+// params validates the policy as Validate documents and returns its
+// emission interval and tolerance in nanoseconds.
 func (p Policy) params() (interval, tolerance int64, err error) {
-	switch {
-	case p.Limit <= 0:
-		return 0, 0, errLimit
-	case p.Window <= 0:
-		return 0, 0, errWindow
-	case p.Burst < 0:
-		return 0, 0, errBurst
+	for _, unit := range storeUnits[1:] {
+		if _, _, err := p.Shape(unit); err != nil {
+			return 0, 0, err
+		}
 	}
-	w, l := int64(p.Window), int64(p.Limit)
-	interval = w / l
-	if w%l != 0 {
-		interval++
-	}
-	hi, tol := bits.Mul64(uint64(interval), uint64(p.Capacity()))
-	if hi != 0 || tol > uint64(MaxTolerance) {
-		return 0, 0, errTolerance
-	}
-	return interval, int64(tol), nil
+	return p.Shape(storeUnits[0])
 }
 
 // name is what Result.Policy reports for p.

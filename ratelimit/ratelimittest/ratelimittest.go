@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) ratelimit.Store) {
 	t.Run("Decisions", func(t *testing.T) { t.Parallel(); testDecisions(t, newStore(t)) })
 	t.Run("MultiPolicy", func(t *testing.T) { t.Parallel(); testMultiPolicy(t, newStore(t)) })
 	t.Run("Invalid", func(t *testing.T) { t.Parallel(); testInvalid(t, newStore(t)) })
+	t.Run("Extremes", func(t *testing.T) { t.Parallel(); testExtremes(t, newStore(t)) })
 	t.Run("KeysIndependent", func(t *testing.T) { t.Parallel(); testKeysIndependent(t, newStore(t)) })
 	t.Run("ConcurrentExact", func(t *testing.T) { t.Parallel(); testConcurrentExact(t, newStore(t)) })
 }
@@ -232,6 +234,10 @@ func testInvalid(t *testing.T, s ratelimit.Store) {
 		{"zero limit", []ratelimit.Policy{{Limit: 0, Window: time.Second}}, 1, nil},
 		{"zero window", []ratelimit.Policy{{Limit: 1}}, 1, nil},
 		{"negative burst", []ratelimit.Policy{{Limit: 1, Window: time.Second, Burst: -1}}, 1, nil},
+		{"tolerance beyond MaxTolerance", []ratelimit.Policy{{Limit: 1, Window: time.Hour, Burst: 1 << 40}}, 1, nil},
+		// 2^51 ns is fine, but a store counting microseconds rounds the
+		// interval up to 1 µs: 2^51 µs. Every store refuses it alike.
+		{"tolerance beyond MaxTolerance in microseconds", []ratelimit.Policy{{Limit: 1, Window: 1, Burst: 1 << 51}}, 1, nil},
 		{"cost exceeds burst", []ratelimit.Policy{ok}, 6, ratelimit.ErrCostExceedsBurst},
 		{"cost exceeds second policy", []ratelimit.Policy{ok, {Limit: 100, Window: time.Hour, Burst: 2}}, 3, ratelimit.ErrCostExceedsBurst},
 	}
@@ -266,6 +272,27 @@ func testInvalid(t *testing.T, s ratelimit.Store) {
 	if err != nil || !got.Allowed {
 		t.Errorf("Take(cost 5) after invalid calls = %+v, %v; want allowed", got, err)
 	}
+}
+
+// testExtremes: every policy Validate accepts is decided, however far it
+// is from everyday values.
+func testExtremes(t *testing.T, s ratelimit.Store) {
+	// More units than nanoseconds in the window: the interval is rounded
+	// up to one unit of the store's clock.
+	huge := ratelimit.Policy{Name: "huge", Limit: math.MaxInt64, Window: time.Second, Burst: 1}
+	for i := range 3 {
+		got, err := s.Take(context.Background(), "extreme-huge", []ratelimit.Policy{huge}, 1)
+		if err != nil || got.Limit != math.MaxInt64 || got.Degraded || got.ResetAfter > time.Millisecond || got.RetryAfter > time.Millisecond {
+			t.Errorf("Take #%d under %v = %+v, %v; want a decision with a reset within a millisecond", i, huge, got, err)
+		}
+	}
+	// The longest tolerance there is, in microseconds.
+	w := ratelimit.MaxTolerance / time.Microsecond * time.Microsecond
+	longest := ratelimit.Policy{Name: "longest", Limit: 1, Window: w}
+	check(t, s, "extreme-longest", []ratelimit.Policy{longest}, []take{
+		{1, ratelimit.Result{Allowed: true, Limit: 1, Remaining: 0, ResetAfter: w, Policy: "longest", Window: w}},
+		{1, ratelimit.Result{Allowed: false, Limit: 1, Remaining: 0, RetryAfter: w, ResetAfter: w, Policy: "longest", Window: w}},
+	})
 }
 
 func testKeysIndependent(t *testing.T, s ratelimit.Store) {

@@ -1,6 +1,49 @@
 package redisstore
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// replyError is an error reply from Redis, as go-redis returns it (a type
+// with a RedisError method).
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
+// TestIsOutage: only errors Redis answers because of the call itself leave
+// the breaker alone; no answer, or an answer that Redis cannot serve now,
+// is an outage.
+func TestIsOutage(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"invalid expire time", replyError("ERR invalid expire time in 'set' command script: 3bd8…, on @user_script:22."), false},
+		{"script runtime error", replyError("ERR user_script:1: attempt to perform arithmetic on a nil value script: 49a0…"), false},
+		{"wrong type", replyError("WRONGTYPE Operation against a key holding the wrong kind of value"), false},
+		{"wrapped reply", fmt.Errorf("pipeline: %w", replyError("ERR invalid expire time")), false},
+		{"too many clients", replyError("ERR max number of clients reached"), true},
+		{"loading", replyError("LOADING Redis is loading the dataset in memory"), true},
+		{"busy", replyError("BUSY Redis is busy running a script."), true},
+		{"read-only replica", replyError("READONLY You can't write against a read only replica."), true},
+		{"out of memory", replyError("OOM command not allowed when used memory > 'maxmemory'."), true},
+		{"connection refused", errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), true},
+		{"timeout", context.DeadlineExceeded, true},
+		{"short reply", errors.New("script replied 1 values, want 3"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := isOutage(tt.err); got != tt.want {
+				t.Errorf("isOutage(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
 
 // TestBreaker walks the breaker through its states with explicit times.
 func TestBreaker(t *testing.T) {

@@ -28,12 +28,27 @@ type denyShard struct {
 }
 
 // denial is Redis's answer for a key: the states after the denial, relative
-// to the Redis time of the decision (in microseconds), and the local time
-// (nanoseconds) it was received.
+// to the Redis time of the decision (in microseconds), the policies they
+// belong to, and the local time (nanoseconds) it was received.
 type denial struct {
-	at     int64
-	states []ratelimit.GCRAState // TATs relative to the decision's Redis time
-	until  int64                 // local time from which a cost-1 request may pass
+	at       int64
+	policies []policyID
+	states   []ratelimit.GCRAState // TATs relative to the decision's Redis time
+	until    int64                 // local time from which a cost-1 request may pass
+}
+
+// policyID identifies a policy's state in Redis, as its key does
+// (Policy.String): its Limit, Window and burst. Policies that share an
+// interval and a tolerance ("10/1m;burst=20" and "20/2m") still have states
+// of their own.
+type policyID struct {
+	limit  int
+	window time.Duration
+	burst  int
+}
+
+func idOf(p *ratelimit.Policy) policyID {
+	return policyID{limit: p.Limit, window: p.Window, burst: p.Capacity()}
 }
 
 func newDenyCache(size int) *denyCache {
@@ -63,22 +78,23 @@ func (c *denyCache) lookup(key string, now int64, policies []ratelimit.Policy, c
 		sh.mu.Unlock()
 		return ratelimit.Result{}, false
 	}
-	at, cached := d.at, d.states
+	at, ids, cached := d.at, d.policies, d.states
 	sh.mu.Unlock()
 
 	if len(cached) != len(policies) {
 		return ratelimit.Result{}, false
 	}
+	for i := range policies {
+		if ids[i] != idOf(&policies[i]) {
+			return ratelimit.Result{}, false // another policy set for this key
+		}
+	}
 	elapsed := (now - at) / 1000 // microseconds, rounded down: never stale in the caller's favour
 	var buf [4]ratelimit.GCRAState
 	states := append(buf[:0], cached...)
 	denied := false
-	for i, p := range policies {
-		interval, tolerance := shape(p)
+	for i := range states {
 		st := &states[i]
-		if st.Interval != interval || st.Tolerance != tolerance {
-			return ratelimit.Result{}, false // another policy set for this key
-		}
 		st.TAT = max(st.TAT, elapsed)
 		if st.TAT+int64(cost)*st.Interval-elapsed > st.Tolerance {
 			denied = true
@@ -90,9 +106,10 @@ func (c *denyCache) lookup(key string, now int64, policies []ratelimit.Policy, c
 	return ratelimit.Describe(elapsed, time.Microsecond, policies, states, cost, false), true
 }
 
-// store records a denial Redis made at redisNow (µs), received at local
-// time now (ns), if it blocks even a cost-1 request for a while.
-func (c *denyCache) store(key string, now, redisNow int64, states []ratelimit.GCRAState) {
+// store records a denial Redis made at redisNow (µs) under policies, whose
+// states it returned, received at local time now (ns), if it blocks even
+// a cost-1 request for a while.
+func (c *denyCache) store(key string, now, redisNow int64, policies []ratelimit.Policy, states []ratelimit.GCRAState) {
 	blocked := int64(0) // µs until a cost-1 request passes
 	rel := make([]ratelimit.GCRAState, len(states))
 	for i, st := range states {
@@ -102,7 +119,11 @@ func (c *denyCache) store(key string, now, redisNow int64, states []ratelimit.GC
 	if blocked <= 0 {
 		return
 	}
-	d := &denial{at: now, states: rel, until: now + blocked*1000}
+	ids := make([]policyID, len(policies))
+	for i := range policies {
+		ids[i] = idOf(&policies[i])
+	}
+	d := &denial{at: now, policies: ids, states: rel, until: now + blocked*1000}
 	sh := c.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -182,4 +184,94 @@ func testRedisHung(t *testing.T, opts redisstore.Options) {
 		})
 	}
 	wg.Wait()
+}
+
+// corruptInterval is a go-redis hook that sets the first policy's interval
+// to -1000 µs in every script call on a key containing "corrupt", so that
+// Redis refuses the script's SET with "ERR invalid expire time": an error
+// caused by one call's arguments, with Redis up.
+type corruptInterval struct{}
+
+func (corruptInterval) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (corruptInterval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		corrupt(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (corruptInterval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			corrupt(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func corrupt(cmd redis.Cmder) {
+	if name := cmd.Name(); name != "evalsha" && name != "eval" {
+		return
+	}
+	// EVALSHA sha numkeys key… cost interval₁ tolerance₁ …
+	args := cmd.Args()
+	numKeys, _ := args[2].(int)
+	for _, k := range args[3 : 3+numKeys] {
+		if strings.Contains(fmt.Sprint(k), "corrupt") {
+			args[3+numKeys+1] = -1000
+			return
+		}
+	}
+}
+
+// TestCallErrorsAreNotOutages: calls that fail because of their own
+// arguments while Redis answers (a reply error such as "ERR invalid expire
+// time") and calls with extreme but valid policies never count as Redis
+// being down: the breaker stays closed, the failure policy is not applied,
+// and other keys are decided by Redis as before.
+func TestCallErrorsAreNotOutages(t *testing.T) {
+	huge := ratelimit.Policy{Name: "huge", Limit: math.MaxInt64, Window: time.Second, Burst: 1}
+	normal := ratelimit.Policy{Name: "normal", Limit: 100, Window: time.Minute}
+	tests := []struct {
+		name    string
+		key     string
+		policy  ratelimit.Policy
+		wantErr bool
+	}{
+		{"limit beyond the window's nanoseconds", "huge", huge, false},
+		{"reply error caused by the call", "corrupt", normal, true},
+	}
+	const threshold = 2
+	for _, v := range storeVariants {
+		for _, tt := range tests {
+			t.Run(v.name+"/"+tt.name, func(t *testing.T) {
+				addr, prefix := testenv.Redis(t)
+				client := redis.NewClient(patientClientOptions(addr))
+				defer client.Close()
+				client.AddHook(corruptInterval{})
+				m, reg := newMetrics(t)
+				opts := v.opts
+				opts.Prefix, opts.Timeout, opts.Metrics = prefix, patience, m
+				opts.Failure, opts.BreakerThreshold = redisstore.FailClosed, threshold
+				s, err := redisstore.New(client, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx := context.Background()
+				for i := range 2 * threshold {
+					r, err := s.Take(ctx, tt.key, []ratelimit.Policy{tt.policy}, 1)
+					if (err != nil) != tt.wantErr || r.Degraded || errors.Is(err, ratelimit.ErrUnavailable) {
+						t.Errorf("Take #%d under %v = %+v, %v; want error %v, not an outage", i, tt.policy, r, err, tt.wantErr)
+					}
+				}
+				if got := metricValue(t, reg, "tollgate_ratelimit_degraded"); got != 0 {
+					t.Errorf("degraded gauge = %v, want 0: Redis answered every call", got)
+				}
+				if r, err := s.Take(ctx, "someone-else", []ratelimit.Policy{normal}, 1); err != nil || !r.Allowed || r.Degraded {
+					t.Errorf("Take on another key = %+v, %v; want allowed by Redis", r, err)
+				}
+			})
+		}
+	}
 }

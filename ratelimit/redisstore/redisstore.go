@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -220,7 +221,10 @@ func ClientOptions(addr string) *redis.Options {
 // known to be over their limit, otherwise from Redis in one round trip;
 // while Redis is failing it follows the store's FailurePolicy. Errors are
 // prefixed "redisstore: take:"; when Redis is down and the policy is
-// FailClosed they wrap ratelimit.ErrUnavailable.
+// FailClosed they wrap ratelimit.ErrUnavailable. An error Redis answers
+// because of the call itself (an ERR reply: see isOutage; policies that
+// pass ratelimit.ValidateTake never cause one) is returned as it is: it
+// does not count toward the circuit breaker, and no fallback decides.
 func (s *Store) Take(ctx context.Context, key string, policies []ratelimit.Policy, cost int) (ratelimit.Result, error) {
 	if err := ratelimit.ValidateTake(policies, cost); err != nil {
 		return ratelimit.Result{}, fmt.Errorf("redisstore: take: %w", err)
@@ -246,6 +250,10 @@ func (s *Store) Take(ctx context.Context, key string, policies []ratelimit.Polic
 			return ratelimit.Result{}, fmt.Errorf("redisstore: take: %w", ctx.Err())
 		}
 		s.m.redisErrors.Inc()
+		if !isOutage(err) { // Redis is up and refused this call alone
+			s.breaker.success()
+			return ratelimit.Result{}, fmt.Errorf("redisstore: take: %w", err)
+		}
 		s.breaker.failure(now)
 		return s.degrade(ctx, key, policies, cost, err)
 	}
@@ -257,10 +265,32 @@ func (s *Store) Take(ctx context.Context, key string, policies []ratelimit.Polic
 	} else {
 		s.m.redisDenied.Inc()
 		if s.cache != nil {
-			s.cache.store(key, now, redisNow, states)
+			s.cache.store(key, now, redisNow, policies, states)
 		}
 	}
 	return r, nil
+}
+
+// isOutage reports whether err, from a script call, means that Redis could
+// not serve it: no reply (a refused connection, a timeout, a broken
+// pipe), or a reply saying the server cannot serve now (LOADING, BUSY,
+// READONLY, MASTERDOWN, OOM, "ERR max number of clients reached", …).
+// The other reply errors, ERR and WRONGTYPE, are Redis refusing this call's
+// own arguments or keys: Redis is up, and one bad call must not open the
+// breaker for every key.
+func isOutage(err error) bool {
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return true
+	}
+	msg := reply.Error()
+	switch {
+	case strings.HasPrefix(msg, "ERR max number of clients"):
+		return true
+	case strings.HasPrefix(msg, "ERR "), strings.HasPrefix(msg, "WRONGTYPE "):
+		return false
+	}
+	return true
 }
 
 // degrade decides without Redis, following the failure policy. It never

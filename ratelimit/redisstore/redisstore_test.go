@@ -171,6 +171,44 @@ func TestDenyCache(t *testing.T) {
 	}
 }
 
+// TestDenyCachePolicyIdentity: a cached denial answers only for the
+// policies whose Redis state it came from. Policies are the same state when
+// their Limit, Window and burst are (whatever their Name), not when they
+// merely share an interval and a tolerance.
+func TestDenyCachePolicyIdentity(t *testing.T) {
+	exhausted := ratelimit.Policy{Name: "a", Limit: 10, Window: time.Minute, Burst: 20} // T = 6s, τ = 120s
+	tests := []struct {
+		name        string
+		next        ratelimit.Policy
+		wantAllowed bool
+		wantCached  float64 // denials from the deny cache
+	}{
+		{"same interval and tolerance, other state", ratelimit.Policy{Name: "b", Limit: 20, Window: 2 * time.Minute}, true, 0},
+		{"same state, other name", ratelimit.Policy{Name: "renamed", Limit: 10, Window: time.Minute, Burst: 20}, false, 1},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, reg := newMetrics(t)
+			s, _ := sharedStore(t, redisstore.Options{Now: newFakeClock().Now, Metrics: m})
+			ctx := context.Background()
+			key := fmt.Sprint("identity-", i)
+			if r, err := s.Take(ctx, key, []ratelimit.Policy{exhausted}, 20); err != nil || !r.Allowed {
+				t.Fatalf("Take(cost 20) under %v = %+v, %v; want allowed", exhausted, r, err)
+			}
+			if r, err := s.Take(ctx, key, []ratelimit.Policy{exhausted}, 1); err != nil || r.Allowed {
+				t.Fatalf("Take(cost 1) under %v = %+v, %v; want denied", exhausted, r, err)
+			}
+			r, err := s.Take(ctx, key, []ratelimit.Policy{tt.next}, 1)
+			if err != nil || r.Allowed != tt.wantAllowed || r.Policy != tt.next.Name {
+				t.Errorf("Take under %v = %+v, %v; want allowed %v under %q", tt.next, r, err, tt.wantAllowed, tt.next.Name)
+			}
+			if got := metricValue(t, reg, "tollgate_ratelimit_decisions_total", "outcome", "denied", "source", "deny_cache"); got != tt.wantCached {
+				t.Errorf("denials from the deny cache = %v, want %v", got, tt.wantCached)
+			}
+		})
+	}
+}
+
 // TestKeysExpire: every key the script writes has a TTL no longer than the
 // time until its state is idle.
 func TestKeysExpire(t *testing.T) {

@@ -52,13 +52,12 @@ return reply
 
 // shape returns a policy's emission interval and tolerance in microseconds,
 // the interval rounded up so the store never admits more than the policy.
+// The policy has passed ratelimit.ValidateTake, which guarantees that
+// Shape succeeds in microseconds and that every number the script computes
+// from them stays exact.
 func shape(p ratelimit.Policy) (interval, tolerance int64) {
-	w, l := int64(p.Window), int64(p.Limit)*int64(time.Microsecond)
-	interval = w / l
-	if w%l != 0 {
-		interval++
-	}
-	return interval, interval * int64(p.Capacity())
+	interval, tolerance, _ = p.Shape(time.Microsecond)
+	return interval, tolerance
 }
 
 // eval runs the script for key and returns the decision in microseconds:
