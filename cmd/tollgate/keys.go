@@ -52,9 +52,9 @@ func keysCmd(ctx context.Context, e env, args []string) error {
 		name = fs.String("name", "", "key name (required)")
 		scopes = fs.String("scopes", "", "comma-separated scopes (required)")
 		rate = fs.String("rate", "", `rate plan such as "600/1m" (empty: the server default)`)
-		expires = fs.Duration("expires", 0, "lifetime such as 720h (0: never expires)")
+		expires = fs.Duration("expires", 0, "lifetime such as 720h (0: never expires; negative is refused)")
 	case "rotate":
-		overlap = fs.Duration("overlap", api.DefaultRotationOverlap, "how long the old secret keeps working")
+		overlap = fs.Duration("overlap", api.DefaultRotationOverlap, "how long the old secret keeps working (0s: it stops at once; negative is refused)")
 	case "list", "revoke":
 	default:
 		fmt.Fprint(e.stderr, keysUsage)
@@ -74,6 +74,15 @@ func keysCmd(ctx context.Context, e env, args []string) error {
 	}
 	if sub == "create" && (*name == "" || *scopes == "") {
 		return usageError{"keys create: --name and --scopes are required"}
+	}
+	// Before the database is touched. A negative --expires would otherwise
+	// make a key that never expires, and a negative --overlap end the old
+	// key at once, where POST /v1/keys/{id}/rotate refuses it.
+	if expires != nil && *expires < 0 {
+		return usageError{fmt.Sprintf("keys create: -expires must not be negative, got %v (0: never expires)", *expires)}
+	}
+	if overlap != nil && *overlap < 0 {
+		return usageError{fmt.Sprintf("keys rotate: -overlap must not be negative, got %v (0s: the old key stops at once)", *overlap)}
 	}
 	st, err := openStore(ctx, *database)
 	if err != nil {

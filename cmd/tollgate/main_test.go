@@ -13,14 +13,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/internal/api"
 	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
+	"github.com/tollgate-dev/tollgate/store"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -61,17 +64,24 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		env  map[string]string
 		code int
+		msg  string // in stderr, when not empty
 	}{
-		{"no command", nil, nil, 2},
-		{"unknown command", []string{"frobnicate"}, nil, 2},
-		{"help", []string{"help"}, nil, 0},
-		{"serve bad flag", []string{"serve", "--nope"}, nil, 2},
-		{"serve bad rate", []string{"serve", "--rate-default", "lots"}, nil, 2},
-		{"serve bad env", []string{"serve"}, map[string]string{"TOLLGATE_BODY_LIMIT": "big"}, 2},
-		{"serve bad fail policy", []string{"serve", "--rate-fail", "maybe"}, nil, 2},
-		{"serve help", []string{"serve", "-h"}, nil, 2},
-		{"keys no sub", []string{"keys"}, nil, 2},
-		{"keys create without scopes", []string{"keys", "create", "--name", "x", "--database", ":memory:"}, nil, 2},
+		{"no command", nil, nil, 2, ""},
+		{"unknown command", []string{"frobnicate"}, nil, 2, ""},
+		{"help", []string{"help"}, nil, 0, ""},
+		{"serve bad flag", []string{"serve", "--nope"}, nil, 2, ""},
+		{"serve bad rate", []string{"serve", "--rate-default", "lots"}, nil, 2, ""},
+		{"serve bad env", []string{"serve"}, map[string]string{"TOLLGATE_BODY_LIMIT": "big"}, 2, ""},
+		{"serve bad fail policy", []string{"serve", "--rate-fail", "maybe"}, nil, 2, ""},
+		{"serve help", []string{"serve", "-h"}, nil, 2, ""},
+		// ":memory:" cannot be opened: exit 2 shows the flags were
+		// refused before the database was touched.
+		{"serve negative body limit", []string{"serve", "--body-limit", "-1", "--database", ":memory:"}, nil, 2, "-body-limit"},
+		{"serve zero request timeout from env", []string{"serve", "--database", ":memory:"}, map[string]string{"TOLLGATE_REQUEST_TIMEOUT": "0"}, 2, "-request-timeout"},
+		{"keys no sub", []string{"keys"}, nil, 2, ""},
+		{"keys create without scopes", []string{"keys", "create", "--name", "x", "--database", ":memory:"}, nil, 2, ""},
+		{"keys create negative expiry", []string{"keys", "create", "--name", "x", "--scopes", "*", "--expires", "-1h", "--database", ":memory:"}, nil, 2, "-expires"},
+		{"keys rotate negative overlap", []string{"keys", "rotate", "key_x", "--overlap", "-1h", "--database", ":memory:"}, nil, 2, "-overlap"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,10 +93,268 @@ func TestUsageErrors(t *testing.T) {
 			if tt.code == 2 && stderr.Len() == 0 {
 				t.Errorf("usage error without a message")
 			}
+			if !strings.Contains(stderr.String(), tt.msg) {
+				t.Errorf("stderr = %q, want it to name %q", stderr.String(), tt.msg)
+			}
 		})
 	}
 	if exitCode(flag.ErrHelp) != 2 || exitCode(errors.New("x")) != 1 || exitCode(nil) != 0 {
 		t.Errorf("exitCode mapping")
+	}
+}
+
+// TestServeNumericFlags checks that every number and duration serve takes
+// is refused, from a flag or the environment, when it is out of range, with
+// a message that names the flag; in range, it is kept.
+func TestServeNumericFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // "" = accepted
+	}{
+		{"body limit 1", []string{"--body-limit", "1"}, nil, ""},
+		{"body limit 0", []string{"--body-limit", "0"}, nil, "-body-limit"},
+		{"body limit -1", []string{"--body-limit", "-1"}, nil, "-body-limit"},
+		{"body limit -1 from env", nil, map[string]string{"TOLLGATE_BODY_LIMIT": "-1"}, "TOLLGATE_BODY_LIMIT"},
+		{"request timeout 1ms", []string{"--request-timeout", "1ms"}, nil, ""},
+		{"request timeout 0s", []string{"--request-timeout", "0s"}, nil, "-request-timeout"},
+		{"request timeout -5s", []string{"--request-timeout", "-5s"}, nil, "-request-timeout"},
+		{"request timeout 0 from env", nil, map[string]string{"TOLLGATE_REQUEST_TIMEOUT": "0"}, "TOLLGATE_REQUEST_TIMEOUT"},
+		{"max concurrency 1", []string{"--max-concurrency", "1"}, nil, ""},
+		{"max concurrency 0", []string{"--max-concurrency", "0"}, nil, "-max-concurrency"},
+		{"max concurrency -3", []string{"--max-concurrency", "-3"}, nil, "-max-concurrency"},
+		{"max concurrency -3 from env", nil, map[string]string{"TOLLGATE_MAX_CONCURRENCY": "-3"}, "TOLLGATE_MAX_CONCURRENCY"},
+		{"idempotency retention 1s", []string{"--idempotency-retention", "1s"}, nil, ""},
+		{"idempotency retention 0s", []string{"--idempotency-retention", "0s"}, nil, "-idempotency-retention"},
+		{"idempotency lease -1s from env", nil, map[string]string{"TOLLGATE_IDEMPOTENCY_LEASE": "-1s"}, "-idempotency-lease"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseServe(env{getenv: envOf(tt.env), stderr: io.Discard}, tt.args)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("parseServe(%q) = %v, want it accepted", tt.args, err)
+				}
+				if c.bodyLimit <= 0 || c.requestTimeout <= 0 || c.maxConcurrency <= 0 || c.idemRetention <= 0 || c.idemLease <= 0 {
+					t.Errorf("parseServe(%q) = %+v, want every limit positive", tt.args, c)
+				}
+				return
+			}
+			if exitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), tt.wantErr) {
+				t.Errorf("parseServe(%q) = %v (exit %d), want a usage error naming %q", tt.args, err, exitCode(err), tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestKeysDurations checks the durations of keys create and keys rotate: 0
+// is allowed (never expires; the old key stops at once), a negative one is
+// refused before anything is written.
+func TestKeysDurations(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string // after "keys"; "ID" is replaced by an existing key's id
+		wantErr string   // "" = accepted
+		check   func(t *testing.T, ck api.CreatedKey)
+	}{
+		{"create, no expiry", []string{"create", "--name", "n", "--scopes", "*", "--expires", "0"}, "", func(t *testing.T, ck api.CreatedKey) {
+			if ck.ExpiresAt != nil {
+				t.Errorf("expires_at = %v, want none", ck.ExpiresAt)
+			}
+		}},
+		{"create, expires in 1h", []string{"create", "--name", "n", "--scopes", "*", "--expires", "1h"}, "", func(t *testing.T, ck api.CreatedKey) {
+			if ck.ExpiresAt == nil || !ck.ExpiresAt.After(time.Now()) {
+				t.Errorf("expires_at = %v, want in an hour", ck.ExpiresAt)
+			}
+		}},
+		{"create, negative expiry", []string{"create", "--name", "n", "--scopes", "*", "--expires", "-1h"}, "-expires", nil},
+		{"rotate, no overlap", []string{"rotate", "ID", "--overlap", "0s"}, "", func(t *testing.T, ck api.CreatedKey) {
+			if ck.PreviousKeyExpiresAt == nil || ck.PreviousKeyExpiresAt.After(time.Now()) {
+				t.Errorf("previous_key_expires_at = %v, want now", ck.PreviousKeyExpiresAt)
+			}
+		}},
+		{"rotate, negative overlap", []string{"rotate", "ID", "--overlap", "-1h"}, "-overlap", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "k.db")
+			var existing api.CreatedKey
+			if err := json.Unmarshal([]byte(runOK(t, "keys", "create", "--database", db, "--name", "old", "--scopes", "*", "--json")), &existing); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"keys"}
+			for _, a := range tt.args {
+				if a == "ID" {
+					a = existing.ID
+				}
+				args = append(args, a)
+			}
+			args = append(args, "--database", db, "--json")
+			var out, stderr bytes.Buffer
+			err := run(context.Background(), args, envOf(nil), &out, &stderr)
+			if tt.wantErr != "" {
+				if exitCode(err) != 2 || !strings.Contains(stderr.String(), tt.wantErr) {
+					t.Errorf("tollgate %s: exit %d, stderr %q; want exit 2 naming %q", strings.Join(args, " "), exitCode(err), stderr.String(), tt.wantErr)
+				}
+				var list []api.Key
+				if err := json.Unmarshal([]byte(runOK(t, "keys", "list", "--database", db, "--json")), &list); err != nil {
+					t.Fatal(err)
+				}
+				if len(list) != 1 || list[0].ExpiresAt != nil {
+					t.Errorf("after a refused command, keys = %+v, want the one key, unchanged", list)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("tollgate %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+			}
+			var ck api.CreatedKey
+			if err := json.Unmarshal(out.Bytes(), &ck); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, ck)
+		})
+	}
+}
+
+// failKeyWrite is a store whose first CreateKey fails, as a locked or full
+// database would make it.
+type failKeyWrite struct {
+	store.Store
+	failed bool
+}
+
+func (f *failKeyWrite) CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error) {
+	if !f.failed {
+		f.failed = true
+		return store.APIKey{}, store.Unavailable(errors.New("database is locked"))
+	}
+	return f.Store.CreateKey(ctx, k)
+}
+
+// TestBootstrap checks that serve prints an admin key on the first start
+// of an account that has no key, whatever ran before, and never again.
+func TestBootstrap(t *testing.T) {
+	const (
+		printed = "key"
+		silent  = "none"
+		failed  = "error"
+	)
+	tests := []struct {
+		name      string
+		before    [][]string // tollgate commands run first, without --database
+		failFirst bool       // the first key write fails
+		starts    []string   // what each start does: printed, silent or failed
+	}{
+		{"new database", nil, false, []string{printed, silent, silent}},
+		{"after keys list", [][]string{{"keys", "list"}}, false, []string{printed, silent}},
+		{"after keys list --json", [][]string{{"keys", "list", "--json"}}, false, []string{printed, silent}},
+		{"after keys create", [][]string{{"keys", "create", "--name", "ci", "--scopes", "leads:read"}}, false, []string{silent}},
+		{"after a failed key write", nil, true, []string{failed, printed, silent}},
+	}
+	keyRE := regexp.MustCompile(`tg_live_[0-9A-Za-z]+`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "b.db")
+			for _, args := range tt.before {
+				runOK(t, append(args, "--database", db)...)
+			}
+			st, err := openStore(t.Context(), db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var s store.Store = st
+			if tt.failFirst {
+				s = &failKeyWrite{Store: st}
+			}
+			var keys []string
+			for i, want := range tt.starts {
+				var out bytes.Buffer
+				err := bootstrap(t.Context(), s, "default", env{getenv: envOf(nil), stdout: &out, stderr: io.Discard})
+				key := keyRE.FindString(out.String())
+				got := silent
+				switch {
+				case err != nil:
+					got = failed
+				case key != "":
+					got = printed
+					keys = append(keys, key)
+				}
+				if got != want {
+					t.Errorf("start %d: %s (err %v, stdout %q), want %s", i+1, got, err, out.String(), want)
+				}
+			}
+			if len(keys) == 1 {
+				acc, err := st.AccountByName(t.Context(), "default")
+				if err != nil {
+					t.Fatal(err)
+				}
+				k, err := st.KeyByHash(t.Context(), auth.Hash(keys[0]))
+				if err != nil || k.AccountID != acc.ID || !slices.Equal(k.Scopes, []string{auth.ScopeAll}) {
+					t.Errorf("printed key: %+v, %v; want a key of account default with scope *", k, err)
+				}
+			}
+		})
+	}
+}
+
+// TestRedactDSN checks that no password of a database or Redis URL gets
+// into a message, whether or not the URL parses.
+func TestRedactDSN(t *testing.T) {
+	tests := []struct{ name, dsn, want string }{
+		{"sqlite path", "data/tollgate.db", "data/tollgate.db"},
+		{"redis host:port", "127.0.0.1:6379", "127.0.0.1:6379"},
+		{"no password", "postgres://postgres@127.0.0.1:5432/test", "postgres://postgres@127.0.0.1:5432/test"},
+		{"password", "postgres://postgres:Sup3rSecret@127.0.0.1:5432/test", "postgres://postgres:xxxxx@127.0.0.1:5432/test"},
+		{"redis password", "redis://:Sup3rSecret@127.0.0.1:6379/0", "redis://:xxxxx@127.0.0.1:6379/0"},
+		{"password in the query", "postgres://postgres@127.0.0.1/test?sslmode=disable&password=Sup3rSecret", "postgres://postgres@127.0.0.1/test?sslmode=disable&password=xxxxx"},
+		{"sslpassword in the query", "postgres://h/test?sslpassword=Sup3rSecret", "postgres://h/test?sslpassword=xxxxx"},
+		{"password that does not parse", "postgres://postgres:Sup3rSecret%zz@127.0.0.1:5432/test", "postgres://xxxxx@127.0.0.1:5432/test"},
+		{"password with @ that does not parse", "postgres://u:Sup3r@Secret%zz@h/test", "postgres://xxxxx@h/test"},
+		{"URL that does not parse, password in the query", "postgres://u:Sup3rSecret%zz@h/test?password=Sup3rSecret", "postgres://xxxxx@h/test?password=xxxxx"},
+		{"redis password that does not parse", "redis://:Sup3rSecret%zz@127.0.0.1:6379/0", "redis://xxxxx@127.0.0.1:6379/0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := redactDSN(tt.dsn); got != tt.want {
+				t.Errorf("redactDSN(%q) = %q, want %q", tt.dsn, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSecretsNotPrinted runs commands that fail on a URL with a password
+// and checks that the password is in none of their output.
+func TestSecretsNotPrinted(t *testing.T) {
+	const secret = "Sup3rSecret"
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"database URL that does not parse", []string{"keys", "list", "--database", "postgres://postgres:" + secret + "%zz@127.0.0.1:5432/test"}},
+		{"database URL with a bad option", []string{"keys", "list", "--database", "postgres://postgres@127.0.0.1:5432/test?password=" + secret + "&connect_timeout=x"}},
+		{"Redis URL that does not parse", []string{"serve", "--addr", "127.0.0.1:0", "--redis", "redis://:" + secret + "%zz@127.0.0.1:6379/0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if args[0] == "serve" {
+				args = append(args, "--database", filepath.Join(t.TempDir(), "s.db"))
+			}
+			var out, stderr bytes.Buffer
+			err := run(t.Context(), args, envOf(nil), &out, &stderr)
+			if err == nil {
+				t.Fatalf("tollgate %s: nil error", strings.Join(args, " "))
+			}
+			if all := out.String() + stderr.String() + err.Error(); strings.Contains(all, secret) {
+				t.Errorf("tollgate %s printed the password:\n%s", strings.Join(args, " "), all)
+			}
+			if !strings.Contains(stderr.String(), "xxxxx") {
+				t.Errorf("stderr = %q, want the URL with its password redacted", stderr.String())
+			}
+		})
 	}
 }
 

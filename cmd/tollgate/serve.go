@@ -108,10 +108,30 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	if c.rateHeaders, err = middleware.ParseHeaderFamilies(*rateHeaders); err != nil {
 		return c, usageError{fmt.Sprintf("-ratelimit-headers: %v", err)}
 	}
-	if c.idemRetention <= 0 || c.idemLease <= 0 {
-		return c, usageError{"-idempotency-retention and -idempotency-lease must be positive"}
+	// Zero or less would not mean "no limit": a body limit of -1 refuses
+	// every request, a timeout of 0 fails every API call and a concurrency
+	// of 0 or less silently becomes the default.
+	for _, err := range []error{
+		positive("body-limit", c.bodyLimit),
+		positive("max-concurrency", c.maxConcurrency),
+		positive("request-timeout", c.requestTimeout),
+		positive("idempotency-retention", c.idemRetention),
+		positive("idempotency-lease", c.idemLease),
+	} {
+		if err != nil {
+			return c, err
+		}
 	}
 	return c, nil
+}
+
+// positive returns a usage error naming flag name and its environment
+// variable when v, the flag's value, is not above zero.
+func positive[T int | int64 | time.Duration](name string, v T) error {
+	if v > 0 {
+		return nil
+	}
+	return usageError{fmt.Sprintf("-%s (env %s) must be positive, got %v", name, envFlags[name], v)}
 }
 
 func serveCmd(ctx context.Context, e env, args []string) error {
@@ -195,7 +215,7 @@ func newLimiter(c serveConfig, srv *server.Server, log *slog.Logger) (ratelimit.
 	if strings.Contains(addr, "://") {
 		u, err := redis.ParseURL(addr)
 		if err != nil {
-			return nil, nil, usageError{fmt.Sprintf("-redis: %v", err)}
+			return nil, nil, usageError{fmt.Sprintf("-redis %s: %v", redactDSN(addr), withoutURL(err))}
 		}
 		opts = redisstore.ClientOptions(u.Addr)
 		opts.Username, opts.Password, opts.DB, opts.TLSConfig = u.Username, u.Password, u.DB, u.TLSConfig
@@ -223,14 +243,24 @@ func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
 	r.l.Warn(fmt.Sprintf(format, v...), "component", "redis")
 }
 
-// bootstrap creates the account on an empty database and prints an admin
-// key (scope *) once.
+// bootstrap creates the account if it is missing and, when the account has
+// no key at all (revoked and expired ones count), creates an admin key
+// (scope *) and prints its secret to stdout, never to the log. The decision
+// rests on the keys, not on whether this call created the account: the
+// keys CLI creates the account too (even "keys list"), and a key write that
+// failed after the account was created must not leave a database on which
+// no start ever prints a key. Once a key exists, whoever made it, no start
+// prints one again.
 func bootstrap(ctx context.Context, st store.Store, account string, e env) error {
-	acc, created, err := st.EnsureAccount(ctx, account)
+	acc, _, err := st.EnsureAccount(ctx, account)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if !created {
+	keys, err := st.ListKeys(ctx, acc.ID)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if len(keys) > 0 {
 		return nil
 	}
 	ck, err := api.CreateKey(ctx, st, acc.ID, api.KeyRequest{Name: "admin", Scopes: []string{auth.ScopeAll}})
@@ -239,7 +269,7 @@ func bootstrap(ctx context.Context, st store.Store, account string, e env) error
 	}
 	fmt.Fprintf(e.stdout, `
 ==========================================================================
- tollgate: created account %q and its admin API key (scope *).
+ tollgate: created the admin API key (scope *) of account %q.
  This key is shown ONCE and never stored in plaintext. Save it now:
 
    %s

@@ -12,6 +12,11 @@
 // SQLITE_BUSY; reads use a separate pool of read-only connections, which WAL
 // lets run beside the writer. busy_timeout (5 s) covers other processes
 // writing the same file, such as the tollgate CLI.
+//
+// Migrations: Open applies the embedded migrations with goose while it holds
+// an exclusive lock on the file PATH-migrate.lock beside the database (see
+// lockMigrations), so processes that open a new file at the same moment
+// migrate it once, one after the other. The lock file is left in place.
 package sqlite
 
 import (
@@ -85,7 +90,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, w); err != nil {
+	if err := migrateLocked(ctx, path, w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, wrapErr(err))
 	}
@@ -102,6 +107,22 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, wrapErr(err))
 	}
 	return &DB{path: path, w: w, r: r, now: store.Clock(o.now)}, nil
+}
+
+// migrateLocked migrates db, the writer pool of the file at path, under the
+// file's migration lock (see lockMigrations). Without it, processes opening
+// a new file at once each find the schema missing and each create it: all
+// but one fail with "table accounts already exists", or with SQLITE_BUSY
+// while two connections turn the file to WAL. The writer's first
+// connection is opened under the lock too, so its busy_timeout covers any
+// process that already uses the file.
+func migrateLocked(ctx context.Context, path string, db *sql.DB) (err error) {
+	unlock, err := lockMigrations(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
+	return migrate(ctx, db)
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -151,5 +152,85 @@ func TestTwoHandlesOneFile(t *testing.T) {
 	}
 	if len(list) != 2*perHandle {
 		t.Errorf("leads = %d, want %d", len(list), 2*perHandle)
+	}
+}
+
+// TestConcurrentFirstOpen stands for processes (two serves, or serve and
+// the keys CLI) that open one new file at the same moment: every Open must
+// succeed and each handle must see the whole schema. The "processes" cases
+// run Open in copies of the test binary (see TestOpenHelperProcess).
+func TestConcurrentFirstOpen(t *testing.T) {
+	tests := []struct {
+		name      string
+		handles   int
+		rounds    int
+		processes bool
+	}{
+		{"two handles", 2, 10, false},
+		{"four handles", 4, 10, false},
+		{"eight handles", 8, 3, false},
+		{"four processes", 4, 3, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for round := range tt.rounds {
+				path := filepath.Join(t.TempDir(), "fresh.db")
+				errs := make([]error, tt.handles)
+				var wg sync.WaitGroup
+				for i := range tt.handles {
+					wg.Go(func() {
+						if tt.processes {
+							errs[i] = openInProcess(t, path, fmt.Sprintf("a-%d", i))
+						} else {
+							errs[i] = openAndUse(t.Context(), path, fmt.Sprintf("a-%d", i))
+						}
+					})
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Errorf("round %d: handle %d of a new file: %v", round, i+1, err)
+					}
+				}
+				if t.Failed() {
+					return
+				}
+			}
+		})
+	}
+}
+
+// openAndUse opens path, writes to it and closes it.
+func openAndUse(ctx context.Context, path, account string) error {
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, _, err := db.EnsureAccount(ctx, account); err != nil {
+		return fmt.Errorf("EnsureAccount: %w", err)
+	}
+	return nil
+}
+
+// openInProcess runs openAndUse in a copy of the test binary.
+func openInProcess(t *testing.T, path, account string) error {
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestOpenHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TOLLGATE_TEST_OPEN_PATH="+path, "TOLLGATE_TEST_OPEN_ACCOUNT="+account)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("helper process: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// TestOpenHelperProcess is not a test: openInProcess runs it in a child
+// process to open a database there.
+func TestOpenHelperProcess(t *testing.T) {
+	path := os.Getenv("TOLLGATE_TEST_OPEN_PATH")
+	if path == "" {
+		t.Skip("helper process for TestConcurrentFirstOpen")
+	}
+	if err := openAndUse(context.Background(), path, os.Getenv("TOLLGATE_TEST_OPEN_ACCOUNT")); err != nil {
+		t.Fatal(err)
 	}
 }
