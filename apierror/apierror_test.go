@@ -273,6 +273,11 @@ func TestAcceptNegotiation(t *testing.T) {
 		{"text/html, application/problem+json", apierror.ContentTypeProblem},
 		{"APPLICATION/PROBLEM+JSON", apierror.ContentTypeProblem},
 		{"application/problem+json;q=garbage", apierror.ContentTypeProblem},
+		// A wildcard accepts the envelope at its own q.
+		{"application/problem+json;q=0.5, */*", apierror.ContentTypeJSON},
+		{"application/problem+json;q=0.1, application/*;q=0.9", apierror.ContentTypeJSON},
+		{"application/problem+json, */*;q=0.8", apierror.ContentTypeProblem},
+		{"application/problem+json;q=0.5, application/json;q=0.1, */*", apierror.ContentTypeProblem},
 	}
 	for _, tt := range tests {
 		t.Run(tt.accept, func(t *testing.T) {

@@ -210,7 +210,7 @@ func prefersProblem(accept string) bool {
 	if accept == "" || !strings.Contains(strings.ToLower(accept), "problem+json") {
 		return false
 	}
-	problemQ, jsonQ := -1.0, -1.0
+	problemQ, jsonQ, wildQ := -1.0, -1.0, -1.0
 	for part := range strings.SplitSeq(accept, ",") {
 		mt, params, _ := strings.Cut(part, ";")
 		q := 1.0
@@ -227,7 +227,14 @@ func prefersProblem(accept string) bool {
 			problemQ = max(problemQ, q)
 		case "application/json":
 			jsonQ = max(jsonQ, q)
+		case "*/*", "application/*":
+			// A wildcard accepts the envelope at its q (RFC 9110 §12.5.1);
+			// a named type, more specific, is weighed by its own q.
+			wildQ = max(wildQ, q)
 		}
+	}
+	if jsonQ < 0 {
+		jsonQ = wildQ
 	}
 	return problemQ > 0 && problemQ >= jsonQ
 }

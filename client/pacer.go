@@ -26,9 +26,17 @@ import (
 //
 // A pacer is safe for concurrent use.
 type pacer struct {
-	mu   sync.Mutex
-	keys map[paceKey]*paceState
+	mu      sync.Mutex
+	keys    map[paceKey]*paceState
+	pruneAt int // prune when keys grows past this (0: maxPaceKeys)
 }
+
+// maxPaceKeys is the size of the pacer's map past which release drops the
+// states that say nothing any more: no request in flight and the reset
+// passed. A key whose state was dropped starts again as a new key (its
+// first request goes alone). A client that talks to many hosts, or with
+// many keys, so keeps a bounded map.
+const maxPaceKeys = 1024
 
 // paceKey is what a rate limit applies to: a credential (the Authorization
 // or X-Api-Key header, "" for none) on one host. Two hosts never share a
@@ -168,6 +176,24 @@ func (p *pacer) release(key paceKey, ticket uint64, resp *http.Response, apiErr 
 	}
 	close(st.changed)
 	st.changed = make(chan struct{})
+	p.prune(now)
+}
+
+// prune drops, once the map has grown past pruneAt, the states that say
+// nothing any more (see maxPaceKeys), waking anyone who waits on them, and
+// sets the next threshold to twice what is left: amortised O(1) per
+// release. p.mu is held.
+func (p *pacer) prune(now time.Time) {
+	if len(p.keys) <= max(p.pruneAt, maxPaceKeys) {
+		return
+	}
+	for k, st := range p.keys {
+		if st.inflight == 0 && !now.Before(st.reset) {
+			close(st.changed)
+			delete(p.keys, k)
+		}
+	}
+	p.pruneAt = 2 * len(p.keys)
 }
 
 func closed(ch chan struct{}) bool {

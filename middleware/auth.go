@@ -136,17 +136,17 @@ func presentedKey(h http.Header) (string, error) {
 	}
 	var bearer, plain string
 	if len(authz) == 1 {
-		scheme, token, ok := strings.Cut(strings.TrimSpace(authz[0]), " ")
+		scheme, token, ok := strings.Cut(trimOWS(authz[0]), " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			return "", unauthorized("malformed", "The Authorization header must be: Bearer <key>.")
 		}
-		bearer = strings.TrimSpace(token)
+		bearer = trimOWS(token)
 		if bearer == "" {
 			return "", unauthorized("malformed", "The Authorization header must be: Bearer <key>.")
 		}
 	}
 	if len(apiKey) == 1 {
-		plain = strings.TrimSpace(apiKey[0])
+		plain = trimOWS(apiKey[0])
 		if plain == "" {
 			return "", unauthorized("malformed", "The x-api-key header is empty.")
 		}
@@ -162,6 +162,11 @@ func presentedKey(h http.Header) (string, error) {
 	}
 	return "", unauthorized("missing", "An API key is required: send Authorization: Bearer <key> or x-api-key.")
 }
+
+// trimOWS trims the whitespace HTTP allows around a header value and
+// between a scheme and its token, spaces and tabs (RFC 9110 §5.6.3), and
+// nothing else: a key wrapped in Unicode spaces is malformed.
+func trimOWS(s string) string { return strings.Trim(s, " \t") }
 
 func checkQuery(raw string) error {
 	q, err := url.ParseQuery(raw)

@@ -312,7 +312,7 @@ func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Ide
 		settle("release", release)
 	default:
 		body := cw.buf.Bytes()
-		if cw.replaySet {
+		if cw.replaySet && status/100 == 2 {
 			body = cw.replay
 		}
 		settle("complete", func(ctx context.Context) error {
@@ -323,9 +323,11 @@ func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Ide
 }
 
 // SetReplayBody sets the body that Idempotency stores, and replays to
-// every retry with the same key, in place of the body w sends: for an
+// every retry with the same key, in place of the body w sends: for a 2xx
 // answer that carries a secret shown once (a new API key), which must
-// never be stored or shown again. Call it before writing the response.
+// never be stored or shown again. Call it before writing the response. If
+// the handler then answers anything but 2xx (an error), that answer is
+// stored as it was sent.
 // w is the handler's ResponseWriter, or one wrapping it (through an
 // Unwrap method); outside Idempotency it does nothing.
 func SetReplayBody(w http.ResponseWriter, body []byte) {

@@ -89,6 +89,11 @@ func newIdemEnvWith(t *testing.T, wall bool, opts middleware.IdempotencyOptions)
 		panic("boom")
 	})
 	mux.HandleFunc("/silent", func(w http.ResponseWriter, r *http.Request) { e.runs.Add(1) })
+	mux.HandleFunc("/secret-refused", func(w http.ResponseWriter, r *http.Request) {
+		e.runs.Add(1)
+		middleware.SetReplayBody(w, []byte(`{"secret":null}`+"\n"))
+		apierror.Write(w, r, apierror.New(apierror.Conflict, "Taken."))
+	})
 	mux.HandleFunc("/secret", func(w http.ResponseWriter, r *http.Request) {
 		n := e.runs.Add(1)
 		middleware.SetReplayBody(w, []byte(`{"secret":null}`+"\n"))
@@ -314,14 +319,20 @@ func TestIdempotencySetReplayBody(t *testing.T) {
 	if err != nil || claimed || rec.Response == nil || strings.Contains(string(rec.Response.Body), "s1") {
 		t.Errorf("stored (claimed %v, err %v): %+v, want the replay body only", claimed, err, rec.Response)
 	}
+	// A handler that set a replay body, then answered an error: the error
+	// is stored and replayed as it was sent.
+	refused := e.do("POST", "/secret-refused", `{}`, key("s2")...)
+	again := e.do("POST", "/secret-refused", `{}`, key("s2")...)
+	wantCode(t, "refused", refused, 409, apierror.Conflict)
+	wantReplay(t, refused, again)
 	// Outside Idempotency it does nothing.
 	w := httptest.NewRecorder()
 	middleware.SetReplayBody(w, []byte("x"))
 	if w.Body.Len() != 0 || w.Code != 200 {
 		t.Errorf("SetReplayBody wrote to a plain writer: %d %q", w.Code, w.Body)
 	}
-	if n := e.runs.Load(); n != 1 {
-		t.Errorf("handler ran %d times, want 1", n)
+	if n := e.runs.Load(); n != 2 {
+		t.Errorf("handlers ran %d times, want 2", n)
 	}
 }
 

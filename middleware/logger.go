@@ -4,16 +4,22 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/logjson"
 )
 
 // Logger writes one JSON access line per request to l: method, route
 // pattern, path, status, code, bytes, duration_ms, request_id, and key_id
 // when the request was authenticated. A 5xx is logged at ERROR with the
-// cause of the error (never sent to the client); a 4xx at INFO. now is the
-// clock (time.Now if nil).
+// cause of the error (never sent to the client); a 4xx at INFO. A response
+// aborted by a panic that reaches Logger (http.ErrAbortHandler) is logged
+// at ERROR with error "response aborted" and the status sent before it (0
+// for none), and the panic goes on. Anything in the path that looks like
+// an API key is logged as its prefix and "[REDACTED]". now is the clock
+// (time.Now if nil).
 //
 // When l's handler is a *logjson.Handler, lines take its allocation-free
 // path; any other handler gets the same fields through slog.
@@ -27,21 +33,32 @@ func Logger(l *slog.Logger, now func() time.Time) Middleware {
 				st.start = now()
 			}
 			defer func() {
+				// A panic that gets here (http.ErrAbortHandler, re-panicked
+				// by Recover, or any panic without Recover) aborts the
+				// response: logged as such, then passed on to net/http.
+				v := recover()
 				a := logjson.Access{
 					Time:      st.start,
 					Level:     slog.LevelInfo,
 					RequestID: st.id,
 					Method:    r.Method,
 					Route:     st.route,
-					Path:      r.URL.Path,
+					Path:      redactKeys(r.URL.Path),
 					Status:    st.rec.status,
 					Code:      string(st.rec.code()),
 					Bytes:     st.rec.bytes,
 					Duration:  since(st.start),
 					KeyID:     st.keyID,
 				}
-				if a.Status == 0 {
+				switch {
+				case v != nil:
+					// Status is what was sent before the abort, 0 for nothing.
+					a.Level, a.Error = slog.LevelError, "response aborted"
+				case a.Status == 0:
 					a.Status = http.StatusOK
+				}
+				if v != nil {
+					defer panic(v)
 				}
 				if a.Status >= 500 {
 					a.Level = slog.LevelError
@@ -60,4 +77,44 @@ func Logger(l *slog.Logger, now func() time.Time) Middleware {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// redactKeys returns path with the secret part of anything that starts
+// like an API key replaced by "[REDACTED]": a key sent by mistake in a
+// path must not reach a log line.
+func redactKeys(path string) string {
+	if !strings.Contains(path, "tg_") {
+		return path // the common case, without allocating
+	}
+	var b strings.Builder
+	for {
+		i := min(indexOr(path, auth.PrefixLive), indexOr(path, auth.PrefixTest))
+		if i == len(path) {
+			b.WriteString(path)
+			return b.String()
+		}
+		j := i + len(auth.PrefixLive) // both prefixes have one length
+		b.WriteString(path[:j])
+		k := j
+		for k < len(path) && isKeyByte(path[k]) {
+			k++
+		}
+		if k > j {
+			b.WriteString("[REDACTED]")
+		}
+		path = path[k:]
+	}
+}
+
+// indexOr is strings.Index, or len(s) when sub is not in s.
+func indexOr(s, sub string) int {
+	if i := strings.Index(s, sub); i >= 0 {
+		return i
+	}
+	return len(s)
+}
+
+// isKeyByte reports whether c may be part of a key's secret (base62).
+func isKeyByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }

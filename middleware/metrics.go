@@ -14,8 +14,9 @@ import (
 //	tollgate_http_requests_total{route,status,code}
 //	tollgate_http_request_duration_seconds{route}
 //
-// Unmatched paths are counted under route "unmatched". now is the clock
-// (time.Now if nil).
+// Unmatched paths are counted under route "unmatched"; a response aborted
+// by a panic (http.ErrAbortHandler) under the status sent before it, "0"
+// when nothing was. now is the clock (time.Now if nil).
 func Metrics(reg prometheus.Registerer, now func() time.Time) Middleware {
 	now, since := clocks(now)
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -35,12 +36,18 @@ func Metrics(reg prometheus.Registerer, now func() time.Time) Middleware {
 				st.start = now()
 			}
 			defer func() {
+				// A panic that gets here aborts the response: counted with
+				// the status sent before it (0 for none), then passed on.
+				v := recover()
+				if v != nil {
+					defer panic(v)
+				}
 				route := st.route
 				if route == "" {
 					route = "unmatched"
 				}
 				status := st.rec.status
-				if status == 0 {
+				if status == 0 && v == nil {
 					status = http.StatusOK
 				}
 				requests.WithLabelValues(route, statusText(status), string(st.rec.code())).Inc()

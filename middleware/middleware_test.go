@@ -213,17 +213,71 @@ func TestRecover(t *testing.T) {
 }
 
 func TestRecoverAbort(t *testing.T) {
-	for _, path := range []string{"/abort", "/panic-late"} {
-		t.Run(path, func(t *testing.T) {
-			h := stack(t, &logBuffer{})
+	for _, tt := range []struct {
+		path   string
+		status float64 // in the access line: what was sent before the abort
+	}{
+		{"/abort", 0},
+		{"/panic-late", 200},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			logs := &logBuffer{}
+			h := stack(t, logs)
 			defer func() {
 				if v := recover(); v != http.ErrAbortHandler {
 					t.Errorf("recovered %v, want http.ErrAbortHandler", v)
 				}
+				// The access line says the response was aborted, not 200.
+				var access []map[string]any
+				for _, line := range logs.lines(t) {
+					if line["msg"] == "request" {
+						access = append(access, line)
+					}
+				}
+				if len(access) != 1 || access[0]["status"] != tt.status || access[0]["level"] != "ERROR" || access[0]["error"] != "response aborted" {
+					t.Errorf("access lines %v, want one ERROR line, status %v, error \"response aborted\"", access, tt.status)
+				}
 			}()
-			do(h, "GET", path, "")
+			do(h, "GET", tt.path, "")
 			t.Errorf("no panic reached the server")
 		})
+	}
+}
+
+// TestLogsHoldNoKey: an API key sent by mistake in the path or as the
+// request id never reaches a log line, nor the X-Request-Id header.
+func TestLogsHoldNoKey(t *testing.T) {
+	key, err := auth.NewKey(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	h := stack(t, logs)
+	for _, tt := range []struct {
+		name, path string
+		hdr        []string
+	}{
+		{"in the path", "/v1/keys/" + key, nil},
+		{"twice in the path", "/x/" + key + "/y/" + strings.Replace(key, "live", "test", 1), nil},
+		{"as the request id", "/ok", []string{"X-Request-Id", key}},
+		{"inside the request id", "/ok", []string{"X-Request-Id", "a." + key}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := do(h, "GET", tt.path, "", tt.hdr...)
+			if id := w.Header().Get("X-Request-Id"); strings.Contains(id, "tg_") || !strings.HasPrefix(id, "req_") {
+				t.Errorf("X-Request-Id = %q, want a new req_ id", id)
+			}
+		})
+	}
+	secret := key[len(auth.PrefixLive):]
+	for _, line := range logs.lines(t) {
+		b, _ := json.Marshal(line)
+		if strings.Contains(string(b), secret) {
+			t.Errorf("a log line holds the key: %s", b)
+		}
+	}
+	if !strings.Contains(logs.String(), `"path":"/v1/keys/tg_live_[REDACTED]"`) {
+		t.Errorf("no redacted path in the logs:\n%s", logs)
 	}
 }
 
@@ -292,21 +346,32 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	rt := middleware.NewRouter()
 	rt.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) {})
+	rt.HandleFunc("GET /abort", func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) })
 	h := middleware.Chain(middleware.RequestID(nil), middleware.Metrics(reg, nil))(rt)
 	do(h, "GET", "/ok", "")
 	do(h, "GET", "/ok", "")
 	do(h, "GET", "/nope", "")
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("recovered %v, want the abort passed on", v)
+			}
+		}()
+		do(h, "GET", "/abort", "")
+	}()
+	// An aborted response is counted with the status sent: none, "0".
 	want := `
 # HELP tollgate_http_requests_total HTTP requests by route pattern, status and error code.
 # TYPE tollgate_http_requests_total counter
+tollgate_http_requests_total{code="",route="GET /abort",status="0"} 1
 tollgate_http_requests_total{code="",route="GET /ok",status="200"} 2
 tollgate_http_requests_total{code="ROUTE_NOT_FOUND",route="unmatched",status="404"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tollgate_http_requests_total"); err != nil {
 		t.Error(err)
 	}
-	if n := testutil.CollectAndCount(reg, "tollgate_http_request_duration_seconds"); n != 2 {
-		t.Errorf("latency series = %d, want 2", n)
+	if n := testutil.CollectAndCount(reg, "tollgate_http_request_duration_seconds"); n != 3 {
+		t.Errorf("latency series = %d, want 3", n)
 	}
 }
 

@@ -17,7 +17,8 @@ const MaxRequestIDLen = 128
 
 // RequestID gives every request an id and sets it as the X-Request-Id
 // response header. An inbound X-Request-Id of 1–128 characters from
-// [A-Za-z0-9._-] is kept; otherwise a new "req_<ulid>" replaces it.
+// [A-Za-z0-9._-] is kept (unless it holds an API key's prefix, see
+// ValidRequestID); otherwise a new "req_<ulid>" replaces it.
 // RequestIDFrom reads it back. now is the clock (time.Now if nil); it is
 // read once per request and shared with the other middleware.
 //
@@ -46,9 +47,10 @@ func RequestID(now func() time.Time) Middleware {
 }
 
 // ValidRequestID reports whether id may be kept as a request id: 1–128
-// characters of [A-Za-z0-9._-].
+// characters of [A-Za-z0-9._-], holding no API key's prefix (a key sent
+// as a request id would be logged on every line and echoed back).
 func ValidRequestID(id string) bool {
-	if len(id) == 0 || len(id) > MaxRequestIDLen {
+	if len(id) == 0 || len(id) > MaxRequestIDLen || holdsKey(id) {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

@@ -236,8 +236,17 @@ func (s *MemoryStore) Len() int {
 	return n
 }
 
+// validPolicy reports whether a Take of cost under p is well formed, as
+// ValidateTake does, tolerance included: a take that passes cannot fail
+// half way (an entry inserted, a later policy's slot refused), which
+// would leave the shard's idleAt above a new, idle entry. It runs only
+// off the lock-free path.
 func validPolicy(p *Policy, cost int) bool {
-	return p.Limit > 0 && p.Window > 0 && p.Burst >= 0 && cost >= 0 && cost <= p.Capacity()
+	if cost < 0 || p.Limit <= 0 || p.Window <= 0 || p.Burst < 0 || cost > p.Capacity() {
+		return false
+	}
+	_, _, err := p.params()
+	return err == nil
 }
 
 // takeOne decides a single-policy request into r: lock-free when the key

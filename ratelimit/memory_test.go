@@ -320,6 +320,33 @@ func TestMemoryEvictsIdleFirst(t *testing.T) {
 
 // TestMemoryConcurrentMixed races takes on many keys with different policy
 // sets; run with -race.
+// TestMemoryRefusedTakeLeavesNoEntry: a Take refused for a policy that
+// no store can represent leaves nothing behind, whichever policy is the
+// bad one (a half-made entry, idle at once, would be invisible to the
+// shard's next sweep).
+func TestMemoryRefusedTakeLeavesNoEntry(t *testing.T) {
+	ok := ratelimit.Policy{Limit: 1, Window: time.Hour}
+	huge := ratelimit.Policy{Limit: 1, Window: time.Hour, Burst: 1 << 40} // tolerance past MaxTolerance
+	for _, tt := range []struct {
+		name     string
+		policies []ratelimit.Policy
+	}{
+		{"alone", []ratelimit.Policy{huge}},
+		{"first", []ratelimit.Policy{huge, ok}},
+		{"second", []ratelimit.Policy{ok, huge}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{})
+			if _, err := s.Take(context.Background(), "k", tt.policies, 1); err == nil {
+				t.Fatal("Take accepted a policy past MaxTolerance")
+			}
+			if n := s.Len(); n != 0 {
+				t.Errorf("Len = %d after a refused Take, want 0", n)
+			}
+		})
+	}
+}
+
 func TestMemoryConcurrentMixed(t *testing.T) {
 	s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{MaxKeys: 512})
 	sets := [][]ratelimit.Policy{

@@ -315,6 +315,10 @@ func TestRedactDSN(t *testing.T) {
 		{"password with @ that does not parse", "postgres://u:Sup3r@Secret%zz@h/test", "postgres://xxxxx@h/test"},
 		{"URL that does not parse, password in the query", "postgres://u:Sup3rSecret%zz@h/test?password=Sup3rSecret", "postgres://xxxxx@h/test?password=xxxxx"},
 		{"redis password that does not parse", "redis://:Sup3rSecret%zz@127.0.0.1:6379/0", "redis://xxxxx@127.0.0.1:6379/0"},
+		// Passwords that parse as a port and a path or a fragment.
+		{"password like a port and a path", "postgres://user:1234/abc@host/db", "postgres://xxxxx@host/db"},
+		{"password like a port and a fragment", "redis://:1234#5@host:6379", "redis://xxxxx@host:6379"},
+		{"@ in the query only", "postgres://h/test?application_name=a@b", "postgres://h/test?application_name=a@b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

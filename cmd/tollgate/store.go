@@ -41,7 +41,11 @@ const redacted = "xxxxx"
 // and kept.
 func redactDSN(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil {
+	// A password holding "/", "#" or "?" after digits parses as a port and
+	// a path ("postgres://u:1234/x@h/db"): no user info is found. So text
+	// that has an "@" before any query but no user info is redacted as text
+	// too.
+	if err != nil || u.User == nil && strings.Contains(strings.SplitN(dsn, "?", 2)[0], "@") {
 		scheme, rest, ok := strings.Cut(dsn, "://")
 		if !ok {
 			return dsn

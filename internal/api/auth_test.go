@@ -203,6 +203,11 @@ func TestKeyStatesByHeader(t *testing.T) {
 		{"empty bearer", "/v1/keys", []string{"Authorization", "Bearer "}, 401, apierror.Unauthorized, "malformed"},
 		{"both same", "/v1/keys", append(bearer(valid), "x-api-key", valid), 200, "", ""},
 		{"both different", "/v1/keys", append(bearer(valid), "x-api-key", unknown), 400, apierror.InvalidRequest, "conflicting credentials"},
+		// HTTP trims spaces and tabs only; a key in Unicode spaces is not a key.
+		{"spaces and tabs around", "/v1/keys", []string{"Authorization", "\tBearer  " + valid + " \t"}, 200, "", ""},
+		{"no-break space after the key", "/v1/keys", []string{"Authorization", "Bearer " + valid + "\u00a0"}, 401, apierror.Unauthorized, "malformed"},
+		{"next line before the key", "/v1/keys", []string{"Authorization", "Bearer \u0085" + valid}, 401, apierror.Unauthorized, "malformed"},
+		{"ideographic spaces around x-api-key", "/v1/keys", []string{"x-api-key", "\u3000" + valid + "\u2003"}, 401, apierror.Unauthorized, "malformed"},
 		{"key in query", "/v1/keys?api_key=" + valid, nil, 400, apierror.InvalidRequest, "key in query string"},
 		{"key value in query", "/v1/keys?q=" + valid, bearer(valid), 400, apierror.InvalidRequest, "key in query string"},
 		{"bearer value in query", "/v1/keys?authorization=Bearer%20" + valid, bearer(valid), 400, apierror.InvalidRequest, "key in query string"},
