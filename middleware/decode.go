@@ -92,11 +92,8 @@ func Unmarshal(data []byte, v any, opts DecodeOptions) error {
 	if top == nil {
 		return bad("", "The request body must be a JSON object.", "not an object")
 	}
-	for _, name := range opts.Required {
-		if val, ok := top[name]; !ok || val.Kind() == 'n' {
-			return apierror.New(apierror.MissingField, "Missing required field: "+name).With("field", name)
-		}
-	}
+	// A body that cannot be read as the request (a NUL, an unknown member,
+	// a wrong type) is INVALID_REQUEST before any member is missing.
 	if !opts.AllowNUL {
 		if field, ok := findNUL(data); ok {
 			return bad(field, "Text must not contain the NUL character (U+0000).", "NUL character")
@@ -104,6 +101,11 @@ func Unmarshal(data []byte, v any, opts DecodeOptions) error {
 	}
 	if err := json.Unmarshal(data, v, json.RejectUnknownMembers(true)); err != nil {
 		return mapError(err)
+	}
+	for _, name := range opts.Required {
+		if val, ok := top[name]; !ok || val.Kind() == 'n' {
+			return apierror.New(apierror.MissingField, "Missing required field: "+name).With("field", name)
+		}
 	}
 	return nil
 }

@@ -415,6 +415,10 @@ func TestDecodeJSON(t *testing.T) {
 		{"null body", "application/json", `null`, apierror.InvalidRequest, "not an object", ""},
 		{"missing required", "application/json", `{"count":1}`, apierror.MissingField, "", "name"},
 		{"null required", "application/json", `{"name":null}`, apierror.MissingField, "", "name"},
+		// Unreadable before missing: docs/api.md's order of the checks.
+		{"unknown field and missing required", "application/json", `{"nmae":"a"}`, apierror.InvalidRequest, "unknown field", "nmae"},
+		{"wrong type and missing required", "application/json", `{"count":"2"}`, apierror.InvalidRequest, "wrong type", "count"},
+		{"NUL and missing required", "application/json", `{"tags":["\u0000"]}`, apierror.InvalidRequest, "NUL character", "tags.0"},
 		{"NUL in a value", "application/json", `{"name":"a\u0000b"}`, apierror.InvalidRequest, "NUL character", "name"},
 		{"NUL deep in a value", "application/json", `{"name":"a","meta":{"k":["x","\u0000"]}}`, apierror.InvalidRequest, "NUL character", "meta.k.1"},
 		{"NUL in a name", "application/json", `{"name":"a","meta":{"k\u0000":1}}`, apierror.InvalidRequest, "NUL character", "meta.k\x00"},

@@ -448,6 +448,10 @@ func testSessions(t *testing.T, l *live) {
 				fieldErrors("startedAt", "Must be between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z")},
 			{"endedAt before 0000 in UTC", `{"sessionExternalId":"v","endedAt":"0000-01-01T00:00:00+05:00"}`,
 				fieldErrors("endedAt", "Must be between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z")},
+			// Not RFC 3339, though Go's time.Parse takes them.
+			{"offset +24:00", `{"sessionExternalId":"v","startedAt":"2026-01-02T11:00:00+24:00"}`, fieldErrors("startedAt", "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z")},
+			{"offset +23:60", `{"sessionExternalId":"v","startedAt":"2026-01-02T11:00:00+23:60"}`, fieldErrors("startedAt", "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z")},
+			{"comma before the fraction", `{"sessionExternalId":"v","endedAt":"2026-01-02T11:00:00,5Z"}`, fieldErrors("endedAt", "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z")},
 			{"every bad field", `{"sessionExternalId":"` + long + `","status":"done","tokens":-5,"metadata":[]}`,
 				fieldErrors("sessionExternalId", "Must be at most 255 characters", "status", "Must be one of: active, completed, failed",
 					"tokens", "Must be an integer ≥ 0", "metadata", "Must be a JSON object")},
@@ -527,6 +531,8 @@ func testSessions(t *testing.T, l *live) {
 			{"?status=done", "status"}, {"?sort=id", "sort"}, {"?limit=1&limit=2", "limit"},
 			// Bytes no store can hold (PostgreSQL answered 500).
 			{"?source=%00", "source"}, {"?source=web%00", "source"}, {"?source=%ff", "source"},
+			// Empty values: not a status, and no exact match on "".
+			{"?status=", "status"}, {"?source=", "source"},
 		}
 		for _, q := range badQueries {
 			t.Run(q.query, func(t *testing.T) {
@@ -738,7 +744,7 @@ func testLeads(t *testing.T, l *live) {
 			t.Errorf("status=lost paged by 1: %d leads, want 3", len(got))
 		}
 		for _, q := range []struct{ query, field string }{
-			{"?status=won", "status"}, {"?limit=-1", "limit"}, {"?limit=1000", "limit"}, {"?cursor=" + ada.ID, "cursor"},
+			{"?status=won", "status"}, {"?status=", "status"}, {"?limit=-1", "limit"}, {"?limit=1000", "limit"}, {"?cursor=" + ada.ID, "cursor"},
 			{"?source=web", "source"},
 			{"?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("ses_01JD3Q8Z4XK5N6P7R8S9T0V1W2")), "cursor"},
 		} {

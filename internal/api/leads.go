@@ -207,7 +207,7 @@ func (a *API) listLeads(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := store.LeadFilter{Status: q["status"]}
-	if f.Status != "" && !slices.Contains(leadStatuses, f.Status) {
+	if _, ok := q["status"]; ok && !slices.Contains(leadStatuses, f.Status) {
 		apierror.Write(w, r, badQuery("status", "must be one of: "+strings.Join(leadStatuses, ", ")))
 		return
 	}

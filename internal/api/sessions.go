@@ -204,7 +204,13 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := store.SessionFilter{Status: q["status"], Source: q["source"]}
-	if f.Status != "" && !slices.Contains(sessionStatuses, f.Status) {
+	if v, ok := q["source"]; ok && v == "" {
+		// The store reads "" as no filter; an exact match on "" (sessions
+		// without a source) is not offered.
+		apierror.Write(w, r, badQuery("source", "must not be empty"))
+		return
+	}
+	if _, ok := q["status"]; ok && !slices.Contains(sessionStatuses, f.Status) {
 		apierror.Write(w, r, badQuery("status", "must be one of: "+strings.Join(sessionStatuses, ", ")))
 		return
 	}
@@ -323,6 +329,11 @@ var errTimeRange = errors.New("api: date-time outside years 0000-9999 in UTC")
 // returns it in UTC, where its year must be 0000–9999: the answer, and
 // every later read of the record, writes it back in RFC 3339.
 func parseTime(s string) (time.Time, error) {
+	// time.Parse also takes an offset of +24:00 or +23:60 and a comma
+	// before the fraction, which RFC 3339 does not.
+	if !rfc3339Shape(s) {
+		return time.Time{}, errTimeForm
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("api: parse time: %w", err)
@@ -332,6 +343,49 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, errTimeRange
 	}
 	return t, nil
+}
+
+// errTimeForm is a date-time not written as RFC 3339 §5.6 says.
+var errTimeForm = errors.New("api: not an RFC 3339 date-time")
+
+// rfc3339Shape reports whether s is written as RFC 3339 §5.6 says:
+// YYYY-MM-DDTHH:MM:SS, an optional "." and digits, then Z or ±HH:MM with
+// an offset of at most 23:59 (T and Z in either case). The ranges of the
+// date and the time themselves are left to time.Parse.
+func rfc3339Shape(s string) bool {
+	digits := func(i, n int) bool {
+		for j := i; j < i+n; j++ {
+			if j >= len(s) || s[j] < '0' || s[j] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	if len(s) < len("2006-01-02T15:04:05Z") || !digits(0, 4) || s[4] != '-' || !digits(5, 2) || s[7] != '-' ||
+		!digits(8, 2) || s[10] != 'T' && s[10] != 't' || !digits(11, 2) || s[13] != ':' || !digits(14, 2) ||
+		s[16] != ':' || !digits(17, 2) {
+		return false
+	}
+	rest := s[19:]
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && '0' <= rest[n] && rest[n] <= '9' {
+			n++
+		}
+		if n == 1 {
+			return false
+		}
+		rest = rest[n:]
+	}
+	switch {
+	case rest == "Z" || rest == "z":
+		return true
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		h, m := rest[1:3], rest[4:6]
+		return '0' <= h[0] && h[0] <= '2' && '0' <= h[1] && h[1] <= '9' && h <= "23" &&
+			'0' <= m[0] && m[0] <= '5' && '0' <= m[1] && m[1] <= '9'
+	}
+	return false
 }
 
 // timeInRange reports whether t's UTC year is 0000–9999.
