@@ -54,7 +54,11 @@ type IdempotencyOptions struct {
 	// loses it. 0 means DefaultIdempotencyLease.
 	Lease time.Duration
 	// Retention is how long a key is remembered from its first use; 0
-	// means DefaultIdempotencyRetention.
+	// means DefaultIdempotencyRetention. It must exceed Lease: a
+	// Retention of Lease or less is raised to 2×Lease, so a record is not
+	// forgotten while its first claim may still be held. (An in-flight
+	// record is kept past its retention for as long as its lease is live,
+	// so a handler that runs longer than Retention keeps its claim.)
 	Retention time.Duration
 	// ReplayHeaders lists the response headers stored and replayed; nil
 	// means DefaultReplayHeaders.
@@ -117,16 +121,30 @@ func IdempotencyStores(status int) bool {
 //     SetReplayBody) and ReplayHeaders, replayed, with
 //     Idempotent-Replayed: true.
 //
-// A store failure is 503 SERVICE_UNAVAILABLE, details.reason
-// "store_unavailable"; a request without an authenticated principal (a
-// chain without Auth in front) is 401. The returned middleware is safe
-// for concurrent use.
+// A store failure before next runs (the claim) is 503
+// SERVICE_UNAVAILABLE, details.reason "store_unavailable", and next does
+// not run. A store failure after next answered cannot change the answer,
+// which was already sent; it is logged to Logger and leaves the record in
+// flight, held by nobody:
+//
+//   - a failed completion stores nothing: retries get 409 until the lease
+//     ends (at most Lease after the last renewal), then a retry with the
+//     same fingerprint takes the claim over and next runs again — the
+//     work is done twice;
+//   - a failed release likewise blocks the key with 409 for up to Lease,
+//     after which a retry runs as it would have at once.
+//
+// A request without an authenticated principal (a chain without Auth in
+// front) is 401. The returned middleware is safe for concurrent use.
 func Idempotency(st store.Idempotency, opts IdempotencyOptions) Middleware {
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultIdempotencyLease
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = DefaultIdempotencyRetention
+	}
+	if opts.Retention <= opts.Lease {
+		opts.Retention = 2 * opts.Lease
 	}
 	if opts.ReplayHeaders == nil {
 		opts.ReplayHeaders = DefaultReplayHeaders

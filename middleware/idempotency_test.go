@@ -662,3 +662,72 @@ func TestPurgeIdempotencyKeys(t *testing.T) {
 		t.Fatal("the purge loop did not stop with its context")
 	}
 }
+
+// TestIdempotencyRetentionAboveLease checks that a Retention of Lease or
+// less is raised to 2×Lease, so a record outlives its first claim, and
+// that a Retention above Lease is kept.
+func TestIdempotencyRetentionAboveLease(t *testing.T) {
+	tests := []struct {
+		name string
+		opts middleware.IdempotencyOptions
+		want time.Duration
+	}{
+		{"defaults", middleware.IdempotencyOptions{}, middleware.DefaultIdempotencyRetention},
+		{"retention below lease", middleware.IdempotencyOptions{Lease: time.Minute, Retention: time.Second}, 2 * time.Minute},
+		{"retention equal to lease", middleware.IdempotencyOptions{Lease: time.Minute, Retention: time.Minute}, 2 * time.Minute},
+		{"retention below default lease", middleware.IdempotencyOptions{Retention: time.Second}, 2 * middleware.DefaultIdempotencyLease},
+		{"retention above lease", middleware.IdempotencyOptions{Lease: time.Minute, Retention: 61 * time.Second}, 61 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newIdemEnvWith(t, false, tt.opts)
+			if w := e.do("POST", "/things", `{}`, key("k")...); w.Code != 201 {
+				t.Fatalf("first: %d %s", w.Code, w.Body)
+			}
+			rec, claimed, err := e.st.ClaimIdempotencyKey(t.Context(), store.IdempotencyClaim{
+				AccountID: e.acct.ID, Key: "k", Lease: time.Second, Retention: time.Second,
+			})
+			if err != nil || claimed {
+				t.Fatalf("reading the record: claimed %v, err %v", claimed, err)
+			}
+			if got := rec.ExpiresAt.Sub(rec.CreatedAt); got != tt.want {
+				t.Errorf("retention %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// failComplete is a store whose CompleteIdempotencyKey always fails.
+type failComplete struct{ store.Idempotency }
+
+func (failComplete) CompleteIdempotencyKey(context.Context, string, string, string, store.StoredResponse) error {
+	return errors.New("db down")
+}
+
+// TestIdempotencyCompleteFails pins what the documentation says of a
+// completion that fails after the handler answered: the answer stands,
+// nothing is stored, retries get 409 until the lease ends, and then a retry
+// runs the handler again.
+func TestIdempotencyCompleteFails(t *testing.T) {
+	e := newIdemEnv(t)
+	h := middleware.Chain(e.principal, middleware.Idempotency(failComplete{e.st}, middleware.IdempotencyOptions{}))(http.HandlerFunc(e.things))
+	do := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/things", strings.NewReader(`{}`))
+		r.Header.Set(middleware.HeaderIdempotencyKey, "k")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	if w := do(); w.Code != 201 {
+		t.Fatalf("first: %d %s", w.Code, w.Body)
+	}
+	e.clock.Add(middleware.DefaultIdempotencyLease - time.Microsecond)
+	wantCode(t, "retry inside the lease", do(), 409, apierror.IdempotencyKeyInUse)
+	e.clock.Add(time.Microsecond)
+	if w := do(); w.Code != 201 || w.Header().Get(middleware.HeaderIdempotentReplayed) != "" {
+		t.Errorf("retry after the lease: %d replayed %q, want a new run", w.Code, w.Header().Get(middleware.HeaderIdempotentReplayed))
+	}
+	if n := e.runs.Load(); n != 2 {
+		t.Errorf("handler ran %d times, want 2 (once more after the lease)", n)
+	}
+}

@@ -60,8 +60,10 @@ type IdempotencyRecord struct {
 	// Response is nil while in flight.
 	Response  *StoredResponse
 	CreatedAt time.Time
-	// ExpiresAt is the end of retention: from then on the record is
-	// ignored (a new request with the key is new) and Purge deletes it.
+	// ExpiresAt is the end of retention: from then on a complete record
+	// is ignored (a new request with the key is new) and Purge deletes
+	// it. An in-flight record is ignored and purged only once its lease
+	// has run out too.
 	ExpiresAt time.Time
 }
 
@@ -114,8 +116,11 @@ func (c IdempotencyClaim) Check() error {
 // Times are judged by the backend's clock.
 type Idempotency interface {
 	// ClaimIdempotencyKey claims c.Key for c.AccountID, atomically:
-	//   - when there is no record, or its retention has ended, a new
-	//     in-flight record is stored (replacing any old one);
+	//   - when there is no record, or it has expired, a new in-flight
+	//     record is stored (replacing any old one). A complete record
+	//     expires when its retention ends; an in-flight one when its
+	//     retention has ended and its lease has run out, so a holder that
+	//     renews its lease keeps the claim past the retention;
 	//   - when the record is in flight, its lease has expired and its
 	//     fingerprint equals c.Fingerprint, the claim is taken over: a new
 	//     token and lease, so the old holder can no longer complete it;
@@ -135,8 +140,9 @@ type Idempotency interface {
 	// by token to now+lease, for a request still running. ErrConflict as
 	// for Complete.
 	ExtendIdempotencyLease(ctx context.Context, accountID, key, token string, lease time.Duration) error
-	// PurgeIdempotencyKeys deletes every record whose retention has
-	// ended and returns how many it deleted.
+	// PurgeIdempotencyKeys deletes every expired record (as for Claim:
+	// past its retention and, when in flight, past its lease) and returns
+	// how many it deleted.
 	PurgeIdempotencyKeys(ctx context.Context) (int64, error)
 }
 

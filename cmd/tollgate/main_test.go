@@ -125,7 +125,11 @@ func TestServeNumericFlags(t *testing.T) {
 		{"max concurrency 0", []string{"--max-concurrency", "0"}, nil, "-max-concurrency"},
 		{"max concurrency -3", []string{"--max-concurrency", "-3"}, nil, "-max-concurrency"},
 		{"max concurrency -3 from env", nil, map[string]string{"TOLLGATE_MAX_CONCURRENCY": "-3"}, "TOLLGATE_MAX_CONCURRENCY"},
-		{"idempotency retention 1s", []string{"--idempotency-retention", "1s"}, nil, ""},
+		{"idempotency retention 31s", []string{"--idempotency-retention", "31s"}, nil, ""},
+		{"idempotency retention 1s, lease 999ms", []string{"--idempotency-retention", "1s", "--idempotency-lease", "999ms"}, nil, ""},
+		{"idempotency retention 1s below the default lease", []string{"--idempotency-retention", "1s"}, nil, "-idempotency-lease"},
+		{"idempotency retention equal to lease", []string{"--idempotency-retention", "1m", "--idempotency-lease", "1m"}, nil, "-idempotency-retention"},
+		{"idempotency lease above retention from env", nil, map[string]string{"TOLLGATE_IDEMPOTENCY_LEASE": "25h"}, "TOLLGATE_IDEMPOTENCY_LEASE"},
 		{"idempotency retention 0s", []string{"--idempotency-retention", "0s"}, nil, "-idempotency-retention"},
 		{"idempotency lease -1s from env", nil, map[string]string{"TOLLGATE_IDEMPOTENCY_LEASE": "-1s"}, "-idempotency-lease"},
 	}

@@ -122,6 +122,12 @@ func parseServe(e env, args []string) (serveConfig, error) {
 			return c, err
 		}
 	}
+	// A record must outlive its first claim: with a retention of the lease
+	// or less, the middleware would silently raise it to twice the lease.
+	if c.idemRetention <= c.idemLease {
+		return c, usageError{fmt.Sprintf("-idempotency-retention (env %s) must exceed -idempotency-lease (env %s), got %v and %v",
+			envFlags["idempotency-retention"], envFlags["idempotency-lease"], c.idemRetention, c.idemLease)}
+	}
 	return c, nil
 }
 

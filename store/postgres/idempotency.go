@@ -22,6 +22,8 @@ const claimAttempts = 3
 // INSERT … ON CONFLICT DO UPDATE … WHERE: PostgreSQL locks the existing
 // row and evaluates the takeover condition on its latest version, so of
 // any number of concurrent claims (from any instance) exactly one wins.
+// A record past its retention is replaced only when it is complete or its
+// lease has also run out: a live holder keeps its claim.
 func (db *DB) ClaimIdempotencyKey(ctx context.Context, c store.IdempotencyClaim) (store.IdempotencyRecord, bool, error) {
 	if err := c.Check(); err != nil {
 		return store.IdempotencyRecord{}, false, fmt.Errorf("postgres: claim idempotency key: %w", err)
@@ -36,7 +38,7 @@ func (db *DB) ClaimIdempotencyKey(ctx context.Context, c store.IdempotencyClaim)
 				state = excluded.state, token = excluded.token, lease_expires_at = excluded.lease_expires_at,
 				status = NULL, header = NULL, body = NULL,
 				created_at = excluded.created_at, expires_at = excluded.expires_at
-			WHERE k.expires_at <= $9
+			WHERE (k.expires_at <= $9 AND (k.state <> $6 OR k.lease_expires_at <= $9))
 				OR (k.state = $6 AND k.lease_expires_at <= $9 AND k.method = excluded.method
 					AND k.path = excluded.path AND k.body_hash = excluded.body_hash)`,
 			rec.AccountID, rec.Key, rec.Fingerprint.Method, rec.Fingerprint.Path, rec.Fingerprint.BodyHash[:],
@@ -108,9 +110,12 @@ func (db *DB) ExtendIdempotencyLease(ctx context.Context, accountID, key, token 
 	return nil
 }
 
-// PurgeIdempotencyKeys implements store.Idempotency.
+// PurgeIdempotencyKeys implements store.Idempotency. An in-flight record
+// past its retention stays until its lease has run out too.
 func (db *DB) PurgeIdempotencyKeys(ctx context.Context) (int64, error) {
-	tag, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= $1`, db.now())
+	tag, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys
+		WHERE expires_at <= $1 AND (state <> $2 OR lease_expires_at <= $1)`,
+		db.now(), store.IdempotencyInFlight)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: purge idempotency keys: %w", wrapErr(err))
 	}

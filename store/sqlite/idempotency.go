@@ -33,7 +33,7 @@ func (db *DB) ClaimIdempotencyKey(ctx context.Context, c store.IdempotencyClaim)
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return err
-		case !cur.ExpiresAt.After(now): // retention over: a new request
+		case expired(cur, now): // retention (and any live lease) over: a new request
 		case cur.State == store.IdempotencyInFlight && !cur.LeaseExpiresAt.After(now) &&
 			cur.Fingerprint == c.Fingerprint: // the holder is presumed dead
 		default:
@@ -105,9 +105,13 @@ func (db *DB) ExtendIdempotencyLease(ctx context.Context, accountID, key, token 
 	return nil
 }
 
-// PurgeIdempotencyKeys implements store.Idempotency.
+// PurgeIdempotencyKeys implements store.Idempotency. An in-flight record
+// past its retention stays until its lease has run out too.
 func (db *DB) PurgeIdempotencyKeys(ctx context.Context) (int64, error) {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= ?`, toMicro(db.now()))
+	now := toMicro(db.now())
+	res, err := db.w.ExecContext(ctx, `DELETE FROM idempotency_keys
+		WHERE expires_at <= ? AND (state <> ? OR lease_expires_at <= ?)`,
+		now, store.IdempotencyInFlight, now)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: purge idempotency keys: %w", wrapErr(err))
 	}
@@ -116,6 +120,16 @@ func (db *DB) PurgeIdempotencyKeys(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("sqlite: purge idempotency keys: %w", wrapErr(err))
 	}
 	return n, nil
+}
+
+// expired reports whether rec is over at now: its retention has ended and,
+// when it is in flight, so has its lease. A request still holding a live
+// lease keeps its record past retention.
+func expired(rec store.IdempotencyRecord, now time.Time) bool {
+	if rec.ExpiresAt.After(now) {
+		return false
+	}
+	return rec.State != store.IdempotencyInFlight || !rec.LeaseExpiresAt.After(now)
 }
 
 // held runs a write that must touch the one record a claim token holds;

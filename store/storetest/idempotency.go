@@ -209,6 +209,78 @@ func testIdempotencyRetention(t *testing.T, h Harness) {
 	}
 }
 
+// testIdempotencyLiveLeasePastRetention checks that an in-flight record
+// whose retention ended while its lease is still live (a handler that runs
+// longer than the retention, renewing its lease) is neither taken over nor
+// purged, and that it expires once its lease has run out too; a complete
+// record still expires at its retention.
+func testIdempotencyLiveLeasePastRetention(t *testing.T, h Harness) {
+	const (
+		lease     = 2 * time.Minute
+		retention = time.Minute
+	)
+	e := newEnv(t, h)
+	acme := e.account(t, "acme")
+	fp := store.NewFingerprint("POST", "/v1/leads", []byte(`{}`))
+	other := store.NewFingerprint("POST", "/v1/leads", []byte(`{"other":1}`))
+	claim := func(key string, fp store.Fingerprint) store.IdempotencyClaim {
+		return store.IdempotencyClaim{AccountID: acme.ID, Key: key, Fingerprint: fp, Lease: lease, Retention: retention}
+	}
+	held, claimed := e.claim(t, claim("held", fp))
+	if !claimed {
+		t.Fatal("first claim of held: not claimed")
+	}
+	if _, claimed := e.claim(t, claim("idle", fp)); !claimed {
+		t.Fatal("first claim of idle: not claimed")
+	}
+	done, _ := e.claim(t, claim("done", fp))
+	wantErr(t, "Complete(done)", e.s.CompleteIdempotencyKey(e.ctx, acme.ID, "done", done.Token, store.StoredResponse{Status: 201}), nil)
+
+	// Past retention, inside the lease: the in-flight records are live.
+	e.clock.Add(retention + time.Second)
+	for _, c := range []struct {
+		name string
+		fp   store.Fingerprint
+	}{
+		{"same fingerprint", fp},
+		{"other fingerprint", other},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, claimed := e.claim(t, claim("held", c.fp))
+			if claimed || got.State != store.IdempotencyInFlight || got.Fingerprint != fp || got.Token != "" {
+				t.Errorf("claim of a live record past its retention: claimed %v, record %+v; want the holder's record", claimed, got)
+			}
+		})
+	}
+	n, err := e.s.PurgeIdempotencyKeys(e.ctx)
+	wantErr(t, "Purge", err, nil)
+	if n != 1 {
+		t.Errorf("Purge past retention, inside the lease = %d, want 1 (done)", n)
+	}
+	// The holder renews its lease past the first one's end.
+	wantErr(t, "Extend(held)", e.s.ExtendIdempotencyLease(e.ctx, acme.ID, "held", held.Token, lease), nil)
+
+	// The first lease is over: idle is expired, held (renewed) is not.
+	e.clock.Add(lease - retention - time.Second)
+	if got, claimed := e.claim(t, claim("held", other)); claimed || got.Fingerprint != fp {
+		t.Errorf("claim of a renewed record past its retention: claimed %v fingerprint %v, want the holder's", claimed, got.Fingerprint)
+	}
+	n, err = e.s.PurgeIdempotencyKeys(e.ctx)
+	wantErr(t, "Purge", err, nil)
+	if n != 1 {
+		t.Errorf("Purge after the first lease = %d, want 1 (idle)", n)
+	}
+
+	// The renewed lease is over too: the record is expired, a new request
+	// claims it and the old holder has lost it.
+	e.clock.Add(retention + time.Second)
+	got, claimed := e.claim(t, claim("held", other))
+	if !claimed || got.Fingerprint != other {
+		t.Errorf("claim after the lease and retention ended: claimed %v fingerprint %v, want a new claim", claimed, got.Fingerprint)
+	}
+	wantErr(t, "Complete by the old holder", e.s.CompleteIdempotencyKey(e.ctx, acme.ID, "held", held.Token, store.StoredResponse{Status: 201}), store.ErrConflict)
+}
+
 // testIdempotencyClaimRace claims one key from many goroutines, fresh and
 // after its lease expired: exactly one wins each time.
 func testIdempotencyClaimRace(t *testing.T, h Harness) {
