@@ -29,7 +29,10 @@ func (db *DB) ClaimIdempotencyKey(ctx context.Context, c store.IdempotencyClaim)
 		return store.IdempotencyRecord{}, false, fmt.Errorf("postgres: claim idempotency key: %w", err)
 	}
 	for range claimAttempts {
-		now := db.now()
+		now, err := db.idemNow(ctx)
+		if err != nil {
+			return store.IdempotencyRecord{}, false, fmt.Errorf("postgres: claim idempotency key: %w", err)
+		}
 		rec := c.Record(now)
 		tag, err := db.pool.Exec(ctx, `INSERT INTO idempotency_keys AS k (`+idemCols+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9, $10)
@@ -101,9 +104,13 @@ func (db *DB) ExtendIdempotencyLease(ctx context.Context, accountID, key, token 
 	if lease <= 0 {
 		return fmt.Errorf("postgres: extend idempotency lease: %w", store.ErrInvalidClaim)
 	}
-	err := db.held(ctx, `UPDATE idempotency_keys SET lease_expires_at = $1
+	now, err := db.idemNow(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: extend idempotency lease: %w", err)
+	}
+	err = db.held(ctx, `UPDATE idempotency_keys SET lease_expires_at = $1
 		WHERE account_id = $2 AND key = $3 AND token = $4 AND state = $5`,
-		micro(db.now().Add(lease)), accountID, key, token, store.IdempotencyInFlight)
+		micro(now.Add(lease)), accountID, key, token, store.IdempotencyInFlight)
 	if err != nil {
 		return fmt.Errorf("postgres: extend idempotency lease: %w", err)
 	}
@@ -113,13 +120,33 @@ func (db *DB) ExtendIdempotencyLease(ctx context.Context, accountID, key, token 
 // PurgeIdempotencyKeys implements store.Idempotency. An in-flight record
 // past its retention stays until its lease has run out too.
 func (db *DB) PurgeIdempotencyKeys(ctx context.Context) (int64, error) {
+	now, err := db.idemNow(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: purge idempotency keys: %w", err)
+	}
 	tag, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys
 		WHERE expires_at <= $1 AND (state <> $2 OR lease_expires_at <= $1)`,
-		db.now(), store.IdempotencyInFlight)
+		now, store.IdempotencyInFlight)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: purge idempotency keys: %w", wrapErr(err))
 	}
 	return tag.RowsAffected(), nil
+}
+
+// idemNow is the time by which idempotency leases and retention are
+// judged: the database's clock, shared by every instance (one round trip),
+// or the injected one (WithClock), to the microsecond PostgreSQL keeps.
+// With each instance's own clock, one running ahead would see a live
+// lease as run out and take the claim over.
+func (db *DB) idemNow(ctx context.Context) (time.Time, error) {
+	if db.ownClock {
+		return micro(db.now()), nil
+	}
+	var t time.Time
+	if err := db.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t); err != nil {
+		return time.Time{}, wrapErr(err)
+	}
+	return micro(t), nil
 }
 
 // held runs a write that must touch the one record a claim token holds;

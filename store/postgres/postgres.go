@@ -36,6 +36,10 @@ var migrations embed.FS
 type DB struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// ownClock is set by WithClock. Without it, idempotency leases and
+	// retention are judged by the database's clock (idemNow), which every
+	// instance shares.
+	ownClock bool
 }
 
 var _ store.Store = (*DB)(nil)
@@ -47,8 +51,10 @@ type options struct {
 	now func() time.Time
 }
 
-// WithClock sets the clock for created/updated times and IDs. Default
-// time.Now.
+// WithClock sets the clock for created/updated times and IDs, and for
+// idempotency leases and retention. Default: time.Now for the former, and
+// the database's own clock for the latter, so that instances whose clocks
+// disagree still judge a lease alike.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
 }
@@ -77,7 +83,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", wrapErr(err))
 	}
-	return &DB{pool: pool, now: store.Clock(o.now)}, nil
+	return &DB{pool: pool, now: store.Clock(o.now), ownClock: o.now != nil}, nil
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
