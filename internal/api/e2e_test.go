@@ -452,6 +452,7 @@ func testSessions(t *testing.T, l *live) {
 			{"offset +24:00", `{"sessionExternalId":"v","startedAt":"2026-01-02T11:00:00+24:00"}`, fieldErrors("startedAt", "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z")},
 			{"offset +23:60", `{"sessionExternalId":"v","startedAt":"2026-01-02T11:00:00+23:60"}`, fieldErrors("startedAt", "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z")},
 			{"comma before the fraction", `{"sessionExternalId":"v","endedAt":"2026-01-02T11:00:00,5Z"}`, fieldErrors("endedAt", "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z")},
+			{"no fraction digits", `{"sessionExternalId":"v","endedAt":"2026-01-02T11:00:00.Z"}`, fieldErrors("endedAt", "Must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z")},
 			{"every bad field", `{"sessionExternalId":"` + long + `","status":"done","tokens":-5,"metadata":[]}`,
 				fieldErrors("sessionExternalId", "Must be at most 255 characters", "status", "Must be one of: active, completed, failed",
 					"tokens", "Must be an integer ≥ 0", "metadata", "Must be a JSON object")},

@@ -334,7 +334,9 @@ func parseTime(s string) (time.Time, error) {
 	if !rfc3339Shape(s) {
 		return time.Time{}, errTimeForm
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	// The shape holds only digits and separators besides T and Z, which
+	// RFC 3339 lets be lower case and time.Parse does not.
+	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(s))
 	if err != nil {
 		return time.Time{}, fmt.Errorf("api: parse time: %w", err)
 	}

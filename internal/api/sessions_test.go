@@ -81,6 +81,10 @@ func TestSessionPatch(t *testing.T) {
 		{"times", `{"startedAt":"2026-11-22T10:00:00+01:00","endedAt":"2026-11-22T11:00:00Z"}`, func(s *api.Session) {
 			s.StartedAt, s.EndedAt = started, &later
 		}},
+		// RFC 3339 lets T and Z be lower case.
+		{"times in lower case", `{"startedAt":"2026-11-22t10:00:00+01:00","endedAt":"2026-11-22t11:00:00z"}`, func(s *api.Session) {
+			s.StartedAt, s.EndedAt = started, &later
+		}},
 		{"complete", `{"status":"completed","tokens":0}`, func(s *api.Session) { s.Status, s.Tokens = "completed", 0 }},
 	}
 	for i, tt := range tests {

@@ -80,9 +80,17 @@ func (db *DB) CompleteIdempotencyKey(ctx context.Context, accountID, key, token 
 	if body == nil {
 		body = []byte{}
 	}
-	err = db.held(ctx, `UPDATE idempotency_keys SET state = $1, token = NULL, status = $2, header = $3, body = $4
+	now, err := db.idemNow(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: complete idempotency key: %w", err)
+	}
+	// An answer stored past the record's retention (a handler that ran
+	// longer, renewing its lease) is kept for one retention from now, so
+	// that the retry right after it replays it instead of running again.
+	err = db.held(ctx, `UPDATE idempotency_keys SET state = $1, token = NULL, status = $2, header = $3, body = $4,
+			expires_at = GREATEST(expires_at, $9::timestamptz + (expires_at - created_at))
 		WHERE account_id = $5 AND key = $6 AND token = $7 AND state = $8`,
-		store.IdempotencyComplete, resp.Status, string(hj), body, accountID, key, token, store.IdempotencyInFlight)
+		store.IdempotencyComplete, resp.Status, string(hj), body, accountID, key, token, store.IdempotencyInFlight, now)
 	if err != nil {
 		return fmt.Errorf("postgres: complete idempotency key: %w", err)
 	}

@@ -72,9 +72,14 @@ func (db *DB) CompleteIdempotencyKey(ctx context.Context, accountID, key, token 
 	if body == nil {
 		body = []byte{}
 	}
-	err = db.held(ctx, `UPDATE idempotency_keys SET state = ?, token = NULL, status = ?, header = ?, body = ?
+	// An answer stored past the record's retention (a handler that ran
+	// longer, renewing its lease) is kept for one retention from now, so
+	// that the retry right after it replays it instead of running again.
+	err = db.held(ctx, `UPDATE idempotency_keys SET state = ?, token = NULL, status = ?, header = ?, body = ?,
+			expires_at = MAX(expires_at, ? + (expires_at - created_at))
 		WHERE account_id = ? AND key = ? AND token = ? AND state = ?`,
-		store.IdempotencyComplete, resp.Status, string(header), body, accountID, key, token, store.IdempotencyInFlight)
+		store.IdempotencyComplete, resp.Status, string(header), body, toMicro(db.now()),
+		accountID, key, token, store.IdempotencyInFlight)
 	if err != nil {
 		return fmt.Errorf("sqlite: complete idempotency key: %w", err)
 	}

@@ -279,6 +279,26 @@ func testIdempotencyLiveLeasePastRetention(t *testing.T, h Harness) {
 		t.Errorf("claim after the lease and retention ended: claimed %v fingerprint %v, want a new claim", claimed, got.Fingerprint)
 	}
 	wantErr(t, "Complete by the old holder", e.s.CompleteIdempotencyKey(e.ctx, acme.ID, "held", held.Token, store.StoredResponse{Status: 201}), store.ErrConflict)
+
+	// A holder that completes past its retention (its lease renewed all
+	// along) stores an answer that is kept for a retention from then:
+	// the retry right after gets the answer, not a new run.
+	slow, claimed := e.claim(t, claim("slow", fp))
+	if !claimed {
+		t.Fatal("first claim of slow: not claimed")
+	}
+	e.clock.Add(retention + time.Second)
+	wantErr(t, "Extend(slow)", e.s.ExtendIdempotencyLease(e.ctx, acme.ID, "slow", slow.Token, lease), nil)
+	e.clock.Add(retention)
+	wantErr(t, "Complete(slow) past its retention", e.s.CompleteIdempotencyKey(e.ctx, acme.ID, "slow", slow.Token, store.StoredResponse{Status: 201}), nil)
+	e.clock.Add(retention - time.Second)
+	if got, claimed := e.claim(t, claim("slow", fp)); claimed || got.State != store.IdempotencyComplete {
+		t.Errorf("retry after a completion past retention: claimed %v, state %v; want the stored answer", claimed, got.State)
+	}
+	e.clock.Add(2 * time.Second)
+	if _, claimed := e.claim(t, claim("slow", fp)); !claimed {
+		t.Error("a retention after that completion: the record should have expired")
+	}
 }
 
 // testIdempotencyClaimRace claims one key from many goroutines, fresh and
