@@ -304,6 +304,7 @@ func TestDecodeForeign(t *testing.T) {
 		{"problem without code", 429, "application/problem+json", `{"title":"x","status":429}`, apierror.RateLimited},
 		{"unknown 4xx", 418, "text/plain", "teapot", apierror.InvalidRequest},
 		{"error is a string", 400, "application/json", `{"error":"bad"}`, apierror.InvalidRequest},
+		{"envelope under a type that is not JSON", 409, "application/notjson", `{"error":{"code":"CONFLICT","message":"m"}}`, apierror.Conflict},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -318,6 +319,22 @@ func TestDecodeForeign(t *testing.T) {
 			}
 			if got.RequestID() != "req_proxy" {
 				t.Errorf("RequestID() = %q, want req_proxy", got.RequestID())
+			}
+		})
+	}
+}
+
+// TestDecodeOddDetails: an envelope whose details are not an object keeps
+// its code and message; the details are dropped.
+func TestDecodeOddDetails(t *testing.T) {
+	for _, details := range []string{`["a"]`, `"s"`, `5`, `null`} {
+		t.Run(details, func(t *testing.T) {
+			body := `{"error":{"code":"VALIDATION_ERROR","message":"Field x is bad.","details":` + details + `}}`
+			resp := &http.Response{StatusCode: 400, Header: http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"req_1"}},
+				Body: io.NopCloser(strings.NewReader(body))}
+			got := apierror.Decode(resp)
+			if got.Code != apierror.ValidationError || got.Message != "Field x is bad." || got.Foreign || got.RequestID() != "req_1" {
+				t.Errorf("Decode = %s %q foreign %v request_id %q; want the envelope's code and message", got.Code, got.Message, got.Foreign, got.RequestID())
 			}
 		})
 	}

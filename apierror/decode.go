@@ -68,9 +68,11 @@ func ParseRetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 }
 
 // Decode turns a non-2xx response into an *Error. A tollgate envelope or
-// problem+json body gives its code, message and details; any other body (an
-// HTML page from a proxy, empty, garbage) gives an *Error built from the
-// status, with Foreign set. The response's headers are kept in Header (for
+// problem+json body, sent as application/json or a +json type, gives its
+// code, message and details (details that are not an object are
+// dropped); any other body (an HTML page from a proxy, empty, garbage, or
+// JSON under another type) gives an *Error built from the status, with
+// Foreign set. The response's headers are kept in Header (for
 // Retry-After and the rate-limit headers), Status is the status received,
 // and details.request_id falls back to the X-Request-Id header.
 //
@@ -97,7 +99,7 @@ func Decode(resp *http.Response) *Error {
 
 func decodeBody(contentType string, data []byte) *Error {
 	mt, _, _ := mime.ParseMediaType(contentType)
-	if !strings.HasSuffix(mt, "json") || len(bytes.TrimSpace(data)) == 0 {
+	if !(mt == "application/json" || strings.HasSuffix(mt, "+json")) || len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
 	if mt == "application/problem+json" {
@@ -120,15 +122,21 @@ func decodeBody(contentType string, data []byte) *Error {
 		}
 		return &Error{Code: Code(code), Message: msg, Details: d}
 	}
+	// details is read on its own: one that is not an object is dropped,
+	// and the code and message are kept.
 	var env struct {
 		Error *struct {
-			Code    string  `json:"code"`
-			Message string  `json:"message"`
-			Details Details `json:"details"`
+			Code    string          `json:"code"`
+			Message string          `json:"message"`
+			Details json.RawMessage `json:"details"`
 		} `json:"error"`
 	}
 	if json.Unmarshal(data, &env) != nil || env.Error == nil || env.Error.Code == "" {
 		return nil
 	}
-	return &Error{Code: Code(env.Error.Code), Message: env.Error.Message, Details: env.Error.Details}
+	var d Details
+	if len(env.Error.Details) > 0 && json.Unmarshal(env.Error.Details, &d) != nil {
+		d = nil
+	}
+	return &Error{Code: Code(env.Error.Code), Message: env.Error.Message, Details: d}
 }

@@ -86,6 +86,11 @@ func runCall(ctx context.Context, args []string, getenv func(string) string, std
 		if fs.NArg() == 0 {
 			break
 		}
+		if n := len(args) - fs.NArg(); n > 0 && args[n-1] == "--" {
+			// After "--" everything is an argument, flag-like or not.
+			pos = append(pos, fs.Args()...)
+			break
+		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}

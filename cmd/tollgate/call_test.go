@@ -232,6 +232,9 @@ func TestCallUsage(t *testing.T) {
 		{"missing file", []string{"/a", "-d", "@/does/not/exist.json"}, 2, "", "-d:"},
 		{"bad method", []string{"/a", "-X", "GE T"}, 2, "", "not an HTTP method"},
 		{"bad base", []string{"/a", "--base", "localhost:8080"}, 2, "", "--base"},
+		// After "--" everything is an argument: a flag there is a second PATH.
+		{"flag after --", []string{"--", "/a", "--base", "http://x"}, 2, "", "want one PATH, got 3 arguments: /a --base http://x"},
+		{"flag-like path after --", []string{"/a", "--", "-b"}, 2, "", "want one PATH, got 2 arguments: /a -b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
