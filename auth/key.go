@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strings"
 )
 
 // Key prefixes. A live key and a test key differ only in their prefix.
@@ -163,6 +164,49 @@ func Start(secret string) string {
 		return ""
 	}
 	return secret[:startLen]
+}
+
+// Mentions reports whether s holds what may be an API key: a key's prefix
+// anywhere in it ("Bearer tg_live_…" included). Use it to refuse text
+// that must not carry a key, such as a query string or a request id.
+func Mentions(s string) bool {
+	return strings.Contains(s, PrefixLive) || strings.Contains(s, PrefixTest)
+}
+
+// Redact returns s with the secret part of anything in it that starts like
+// a key (a prefix and the base62 characters after it) replaced by
+// "[REDACTED]", for text that is logged, such as a request path. s is
+// returned as it is, without allocating, when it mentions no key.
+func Redact(s string) string {
+	if !strings.Contains(s, "tg_") {
+		return s // the common case
+	}
+	var b strings.Builder
+	for {
+		i := min(indexOr(s, PrefixLive), indexOr(s, PrefixTest))
+		if i == len(s) {
+			b.WriteString(s)
+			return b.String()
+		}
+		j := i + prefixLen
+		b.WriteString(s[:j])
+		k := j
+		for k < len(s) && isBase62(s[k]) {
+			k++
+		}
+		if k > j {
+			b.WriteString("[REDACTED]")
+		}
+		s = s[k:]
+	}
+}
+
+// indexOr is strings.Index, or len(s) when sub is not in s.
+func indexOr(s, sub string) int {
+	if i := strings.Index(s, sub); i >= 0 {
+		return i
+	}
+	return len(s)
 }
 
 // base62Set marks the bytes of alphabet; it is read-only after init.

@@ -169,3 +169,28 @@ func TestParseKeyAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactAndMentions(t *testing.T) {
+	live, test := mustKey(t, true), mustKey(t, false)
+	tests := []struct {
+		in, want string
+		mentions bool
+	}{
+		{"/v1/keys/key_01", "/v1/keys/key_01", false},
+		{"/v1/keys/" + live, "/v1/keys/tg_live_[REDACTED]", true},
+		{"/x/" + live + "/y/" + test + "?z", "/x/tg_live_[REDACTED]/y/tg_test_[REDACTED]?z", true},
+		{"Bearer " + live, "Bearer tg_live_[REDACTED]", true},
+		{"tg_live_", "tg_live_", true},
+		{"tg_other", "tg_other", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := auth.Redact(tt.in); got != tt.want {
+				t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if got := auth.Mentions(tt.in); got != tt.mentions {
+				t.Errorf("Mentions(%q) = %v, want %v", tt.in, got, tt.mentions)
+			}
+		})
+	}
+}

@@ -179,22 +179,16 @@ func checkQuery(raw string) error {
 				return queryKeyError(name)
 			}
 		}
-		if holdsKey(name) {
+		if auth.Mentions(name) {
 			return queryKeyError("")
 		}
 		for _, v := range vals {
-			if holdsKey(v) {
+			if auth.Mentions(v) {
 				return queryKeyError(name)
 			}
 		}
 	}
 	return nil
-}
-
-// holdsKey reports whether s contains what may be an API key: a key's
-// prefix anywhere in it ("Bearer tg_live_…" included).
-func holdsKey(s string) bool {
-	return strings.Contains(s, auth.PrefixLive) || strings.Contains(s, auth.PrefixTest)
 }
 
 // queryKeyError refuses a key in the query string, under parameter name

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/auth"
@@ -43,22 +42,16 @@ func Logger(l *slog.Logger, now func() time.Time) Middleware {
 					RequestID: st.id,
 					Method:    r.Method,
 					Route:     st.route,
-					Path:      redactKeys(r.URL.Path),
-					Status:    st.rec.status,
+					Path:      auth.Redact(r.URL.Path),
+					Status:    st.rec.final(v != nil),
 					Code:      string(st.rec.code()),
 					Bytes:     st.rec.bytes,
 					Duration:  since(st.start),
 					KeyID:     st.keyID,
 				}
-				switch {
-				case v != nil:
-					// Status is what was sent before the abort, 0 for nothing.
-					a.Level, a.Error = slog.LevelError, "response aborted"
-				case a.Status == 0:
-					a.Status = http.StatusOK
-				}
 				if v != nil {
-					defer panic(v)
+					defer panic(v) // once the line is written
+					a.Level, a.Error = slog.LevelError, "response aborted"
 				}
 				if a.Status >= 500 {
 					a.Level = slog.LevelError
@@ -77,44 +70,4 @@ func Logger(l *slog.Logger, now func() time.Time) Middleware {
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-// redactKeys returns path with the secret part of anything that starts
-// like an API key replaced by "[REDACTED]": a key sent by mistake in a
-// path must not reach a log line.
-func redactKeys(path string) string {
-	if !strings.Contains(path, "tg_") {
-		return path // the common case, without allocating
-	}
-	var b strings.Builder
-	for {
-		i := min(indexOr(path, auth.PrefixLive), indexOr(path, auth.PrefixTest))
-		if i == len(path) {
-			b.WriteString(path)
-			return b.String()
-		}
-		j := i + len(auth.PrefixLive) // both prefixes have one length
-		b.WriteString(path[:j])
-		k := j
-		for k < len(path) && isKeyByte(path[k]) {
-			k++
-		}
-		if k > j {
-			b.WriteString("[REDACTED]")
-		}
-		path = path[k:]
-	}
-}
-
-// indexOr is strings.Index, or len(s) when sub is not in s.
-func indexOr(s, sub string) int {
-	if i := strings.Index(s, sub); i >= 0 {
-		return i
-	}
-	return len(s)
-}
-
-// isKeyByte reports whether c may be part of a key's secret (base62).
-func isKeyByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }

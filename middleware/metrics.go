@@ -46,11 +46,7 @@ func Metrics(reg prometheus.Registerer, now func() time.Time) Middleware {
 				if route == "" {
 					route = "unmatched"
 				}
-				status := st.rec.status
-				if status == 0 && v == nil {
-					status = http.StatusOK
-				}
-				requests.WithLabelValues(route, statusText(status), string(st.rec.code())).Inc()
+				requests.WithLabelValues(route, statusText(st.rec.final(v != nil)), string(st.rec.code())).Inc()
 				latency.WithLabelValues(route).Observe(since(st.start).Seconds())
 			}()
 			next.ServeHTTP(w, r)

@@ -10,6 +10,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/auth"
 )
 
 // MaxRequestIDLen is the longest inbound X-Request-Id that is kept.
@@ -50,7 +51,7 @@ func RequestID(now func() time.Time) Middleware {
 // characters of [A-Za-z0-9._-], holding no API key's prefix (a key sent
 // as a request id would be logged on every line and echoed back).
 func ValidRequestID(id string) bool {
-	if len(id) == 0 || len(id) > MaxRequestIDLen || holdsKey(id) {
+	if len(id) == 0 || len(id) > MaxRequestIDLen || auth.Mentions(id) {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

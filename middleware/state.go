@@ -198,6 +198,16 @@ func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 
+// final returns the status the response ended with: the one sent, else
+// 200 (net/http sends it for a handler that wrote nothing), or 0 when the
+// response was aborted before anything was sent.
+func (w *recorder) final(aborted bool) int {
+	if w.status == 0 && !aborted {
+		return http.StatusOK
+	}
+	return w.status
+}
+
 // written reports whether headers were already sent.
 func (w *recorder) written() bool { return w.status != 0 }
 

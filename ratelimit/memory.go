@@ -236,19 +236,6 @@ func (s *MemoryStore) Len() int {
 	return n
 }
 
-// validPolicy reports whether a Take of cost under p is well formed, as
-// ValidateTake does, tolerance included: a take that passes cannot fail
-// half way (an entry inserted, a later policy's slot refused), which
-// would leave the shard's idleAt above a new, idle entry. It runs only
-// off the lock-free path.
-func validPolicy(p *Policy, cost int) bool {
-	if cost < 0 || p.Limit <= 0 || p.Window <= 0 || p.Burst < 0 || cost > p.Capacity() {
-		return false
-	}
-	_, _, err := p.params()
-	return err == nil
-}
-
 // takeOne decides a single-policy request into r: lock-free when the key
 // and its slot exist, under the shard's mutex otherwise.
 func (s *MemoryStore) takeOne(r *Result, now int64, key string, p *Policy, cost int) error {
@@ -261,8 +248,10 @@ func (s *MemoryStore) takeOne(r *Result, now int64, key string, p *Policy, cost 
 			return nil
 		}
 	}
-	if !validPolicy(p, cost) {
-		return ValidateTake([]Policy{*p}, cost)
+	// Off the lock-free path only: the whole check, tolerance included,
+	// so that nothing below fails half way.
+	if err := ValidateTake([]Policy{*p}, cost); err != nil {
+		return err
 	}
 
 	sh.mu.Lock()
@@ -345,13 +334,11 @@ func fill(r *Result, p *Policy, allowed bool, remaining int, retryAfter, resetAf
 // for tatLocked so lock-free single-policy decisions wait), decided
 // together, and released with their new TATs.
 func (s *MemoryStore) take(now int64, key string, policies []Policy, cost int) (Result, error) {
-	if len(policies) == 0 || cost < 0 {
-		return Result{}, ValidateTake(policies, cost)
-	}
-	for i := range policies {
-		if !validPolicy(&policies[i], cost) {
-			return Result{}, ValidateTake(policies, cost)
-		}
+	// The whole check, tolerance included: a take that passes cannot fail
+	// half way (an entry inserted, a later policy's slot refused), which
+	// would leave the shard's idleAt above a new, idle entry.
+	if err := ValidateTake(policies, cost); err != nil {
+		return Result{}, err
 	}
 	// states[i], slots[i] and olds[i] belong to policies[i].
 	var sbuf [inlineLen]GCRAState

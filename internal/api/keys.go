@@ -162,7 +162,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
-	if err := noQuery(r); err != nil {
+	if _, err := queryParams(r); err != nil { // it takes none
 		apierror.Write(w, r, err)
 		return
 	}

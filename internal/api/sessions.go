@@ -410,33 +410,39 @@ func badQuery(field, reason string) *apierror.Error {
 		With("field", field).With("reason", reason)
 }
 
-// listQuery reads the page (limit, cursor) and the named filters from r's
-// query string. Unknown, repeated and malformed parameters are
-// INVALID_REQUEST with details.field. prefix is the ID prefix of the
-// listed resource, which a cursor must carry.
-func listQuery(r *http.Request, prefix string, filters ...string) (store.Page, map[string]string, error) {
+// queryParams reads r's query string, which may hold only the named
+// parameters, each once, as UTF-8 text without NUL. Unknown, repeated and
+// malformed parameters are INVALID_REQUEST with details.field (the first
+// bad one, by name).
+func queryParams(r *http.Request, allowed ...string) (map[string]string, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return store.Page{}, nil, apierror.New(apierror.InvalidRequest, "The query string is malformed.").With("reason", "bad query")
+		return nil, apierror.New(apierror.InvalidRequest, "The query string is malformed.").With("reason", "bad query")
 	}
-	names := make([]string, 0, len(q))
-	for name := range q {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	out := map[string]string{}
-	for _, name := range names {
-		if name != "limit" && name != "cursor" && !slices.Contains(filters, name) {
-			return store.Page{}, nil, badQuery(name, "unknown parameter")
+	out := make(map[string]string, len(q))
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		if !slices.Contains(allowed, name) {
+			return nil, badQuery(name, "unknown parameter")
 		}
 		if len(q[name]) > 1 {
-			return store.Page{}, nil, badQuery(name, "repeated parameter")
+			return nil, badQuery(name, "repeated parameter")
 		}
 		if v := q[name][0]; !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
 			// Text that no store can hold, and no record holds.
-			return store.Page{}, nil, badQuery(name, "must be UTF-8 text without NUL characters")
+			return nil, badQuery(name, "must be UTF-8 text without NUL characters")
 		}
 		out[name] = q[name][0]
+	}
+	return out, nil
+}
+
+// listQuery reads the page (limit, cursor) and the named filters from r's
+// query string, as queryParams does. prefix is the ID prefix of the listed
+// resource, which a cursor must carry.
+func listQuery(r *http.Request, prefix string, filters ...string) (store.Page, map[string]string, error) {
+	out, err := queryParams(r, append([]string{"limit", "cursor"}, filters...)...)
+	if err != nil {
+		return store.Page{}, nil, err
 	}
 	page := store.Page{Limit: store.DefaultLimit}
 	if v, ok := out["limit"]; ok {
@@ -456,23 +462,6 @@ func listQuery(r *http.Request, prefix string, filters ...string) (store.Page, m
 	delete(out, "limit")
 	delete(out, "cursor")
 	return page, out, nil
-}
-
-// noQuery refuses the query parameters of a list that takes none (the
-// first, by name), as listQuery refuses an unknown one.
-func noQuery(r *http.Request) error {
-	if r.URL.RawQuery == "" {
-		return nil
-	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return apierror.New(apierror.InvalidRequest, "The query string is malformed.").With("reason", "bad query")
-	}
-	names := slices.Sorted(maps.Keys(q))
-	if len(names) == 0 {
-		return nil
-	}
-	return badQuery(names[0], "unknown parameter")
 }
 
 // encodeCursor wraps the store's next-page cursor (the last ID of the

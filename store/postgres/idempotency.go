@@ -80,17 +80,13 @@ func (db *DB) CompleteIdempotencyKey(ctx context.Context, accountID, key, token 
 	if body == nil {
 		body = []byte{}
 	}
-	now, err := db.idemNow(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres: complete idempotency key: %w", err)
-	}
 	// An answer stored past the record's retention (a handler that ran
 	// longer, renewing its lease) is kept for one retention from now, so
 	// that the retry right after it replays it instead of running again.
 	err = db.held(ctx, `UPDATE idempotency_keys SET state = $1, token = NULL, status = $2, header = $3, body = $4,
-			expires_at = GREATEST(expires_at, $9::timestamptz + (expires_at - created_at))
+			expires_at = GREATEST(expires_at, `+idemNowSQL(9)+` + (expires_at - created_at))
 		WHERE account_id = $5 AND key = $6 AND token = $7 AND state = $8`,
-		store.IdempotencyComplete, resp.Status, string(hj), body, accountID, key, token, store.IdempotencyInFlight, now)
+		store.IdempotencyComplete, resp.Status, string(hj), body, accountID, key, token, store.IdempotencyInFlight, db.idemNowArg())
 	if err != nil {
 		return fmt.Errorf("postgres: complete idempotency key: %w", err)
 	}
@@ -112,13 +108,9 @@ func (db *DB) ExtendIdempotencyLease(ctx context.Context, accountID, key, token 
 	if lease <= 0 {
 		return fmt.Errorf("postgres: extend idempotency lease: %w", store.ErrInvalidClaim)
 	}
-	now, err := db.idemNow(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres: extend idempotency lease: %w", err)
-	}
-	err = db.held(ctx, `UPDATE idempotency_keys SET lease_expires_at = $1
+	err := db.held(ctx, `UPDATE idempotency_keys SET lease_expires_at = `+idemNowSQL(1)+` + $6::bigint * interval '1 microsecond'
 		WHERE account_id = $2 AND key = $3 AND token = $4 AND state = $5`,
-		micro(now.Add(lease)), accountID, key, token, store.IdempotencyInFlight)
+		db.idemNowArg(), accountID, key, token, store.IdempotencyInFlight, lease.Microseconds())
 	if err != nil {
 		return fmt.Errorf("postgres: extend idempotency lease: %w", err)
 	}
@@ -128,13 +120,9 @@ func (db *DB) ExtendIdempotencyLease(ctx context.Context, accountID, key, token 
 // PurgeIdempotencyKeys implements store.Idempotency. An in-flight record
 // past its retention stays until its lease has run out too.
 func (db *DB) PurgeIdempotencyKeys(ctx context.Context) (int64, error) {
-	now, err := db.idemNow(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: purge idempotency keys: %w", err)
-	}
 	tag, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys
-		WHERE expires_at <= $1 AND (state <> $2 OR lease_expires_at <= $1)`,
-		now, store.IdempotencyInFlight)
+		WHERE expires_at <= `+idemNowSQL(1)+` AND (state <> $2 OR lease_expires_at <= `+idemNowSQL(1)+`)`,
+		db.idemNowArg(), store.IdempotencyInFlight)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: purge idempotency keys: %w", wrapErr(err))
 	}
@@ -142,8 +130,9 @@ func (db *DB) PurgeIdempotencyKeys(ctx context.Context) (int64, error) {
 }
 
 // idemNow is the time by which idempotency leases and retention are
-// judged: the database's clock, shared by every instance (one round trip),
-// or the injected one (WithClock), to the microsecond PostgreSQL keeps.
+// judged: the database's clock, shared by every instance (one round trip;
+// statements that need no reading in Go use idemNowSQL instead), or the
+// injected one (WithClock), to the microsecond PostgreSQL keeps.
 // With each instance's own clock, one running ahead would see a live
 // lease as run out and take the claim over.
 func (db *DB) idemNow(ctx context.Context) (time.Time, error) {
@@ -155,6 +144,22 @@ func (db *DB) idemNow(ctx context.Context) (time.Time, error) {
 		return time.Time{}, wrapErr(err)
 	}
 	return micro(t), nil
+}
+
+// idemNowSQL is idemNow inside a statement, as parameter $n: the injected
+// clock's reading when there is one (idemNowArg), else the database's
+// clock, with no round trip of its own.
+func idemNowSQL(n int) string {
+	return fmt.Sprintf("COALESCE($%d::timestamptz, date_trunc('microseconds', clock_timestamp()))", n)
+}
+
+// idemNowArg is the parameter of idemNowSQL: the injected clock's
+// reading, or nil for the database's clock.
+func (db *DB) idemNowArg() any {
+	if db.ownClock {
+		return micro(db.now())
+	}
+	return nil
 }
 
 // held runs a write that must touch the one record a claim token holds;
