@@ -5,7 +5,9 @@ import (
 	"slices"
 )
 
-// The scopes a key can hold. ScopeAll grants every scope.
+// The scopes a key can hold. ScopeAll grants every scope of the key's
+// account; ScopeAdminWrite is the operator's, server-wide, and is granted
+// only by name.
 const (
 	ScopeSessionsRead  = "sessions:read"
 	ScopeSessionsWrite = "sessions:write"
@@ -14,7 +16,10 @@ const (
 	ScopeKeysRead      = "keys:read"
 	ScopeKeysWrite     = "keys:write"
 	// ScopeAdminWrite reads and sets server-wide switches such as
-	// maintenance mode.
+	// maintenance mode. Those switches act on every account at once, so
+	// ScopeAll does not include it: only a key that names it holds it, and
+	// the keys API lets only such a key grant it (an operator creates the
+	// first one with `tollgate keys create`, on the database directly).
 	ScopeAdminWrite = "admin:write"
 	ScopeAll        = "*"
 )
@@ -81,10 +86,11 @@ func ValidateScopes(scopes []string) error {
 // modify one you did not build.
 type Scopes []string
 
-// Has reports whether s grants scope: it holds scope itself or ScopeAll.
+// Has reports whether s grants scope: it holds scope itself, or ScopeAll
+// and scope is not ScopeAdminWrite.
 func (s Scopes) Has(scope string) bool {
 	for _, have := range s {
-		if have == scope || have == ScopeAll {
+		if have == scope || have == ScopeAll && scope != ScopeAdminWrite {
 			return true
 		}
 	}

@@ -103,9 +103,10 @@ type Verifier struct {
 }
 
 type shard struct {
-	mu sync.RWMutex
-	m  map[[32]byte]*entry
-	_  [40]byte // keep shards on separate cache lines
+	mu  sync.RWMutex
+	m   map[[32]byte]*entry
+	gen atomic.Uint64 // bumped by Forget
+	_   [32]byte      // keep shards on separate cache lines
 }
 
 // entry is one cached store answer. Only used changes after insertion.
@@ -117,6 +118,7 @@ type entry struct {
 	expires   bool
 	used      atomic.Int64 // unix nanos of the latest unflushed use; 0 if none
 	uncached  bool         // not in the cache: uses go straight to pending
+	gone      atomic.Bool  // left the cache: touch hands its use to pending
 }
 
 // NewVerifier returns a Verifier reading keys from ks.
@@ -192,8 +194,17 @@ func (v *Verifier) touch(e *entry, now time.Time) {
 		v.mu.Unlock()
 		return
 	}
-	if old := e.used.Load(); old == 0 || n-old >= touchGranularity {
-		e.used.Store(n)
+	for {
+		old := e.used.Load()
+		if old != 0 && n-old < touchGranularity {
+			return
+		}
+		if e.used.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	if e.gone.Load() {
+		v.keepUse(e)
 	}
 }
 
@@ -212,6 +223,7 @@ func (v *Verifier) fresh(e *entry, now time.Time) bool {
 
 // load asks the store about h and caches the answer.
 func (v *Verifier) load(ctx context.Context, sh *shard, h [32]byte, parsed Parsed, now time.Time) (*entry, error) {
+	gen := sh.gen.Load()
 	rec, err := v.store.LookupKeyByHash(ctx, h)
 	e := &entry{fetched: now}
 	switch {
@@ -239,7 +251,13 @@ func (v *Verifier) load(ctx context.Context, sh *shard, h [32]byte, parsed Parse
 		return e, nil
 	}
 	sh.mu.Lock()
+	if old, ok := sh.m[h]; ok && old.fetched.After(e.fetched) || sh.gen.Load() != gen {
+		sh.mu.Unlock()
+		e.uncached = true
+		return e, nil
+	}
 	if old, ok := sh.m[h]; ok {
+		old.gone.Store(true)
 		v.keepUse(old)
 		delete(sh.m, h)
 	}
@@ -256,6 +274,7 @@ func (v *Verifier) load(ctx context.Context, sh *shard, h [32]byte, parsed Parse
 func (v *Verifier) evict(sh *shard, now time.Time) {
 	for h, e := range sh.m {
 		if !v.fresh(e, now) {
+			e.gone.Store(true)
 			v.keepUse(e)
 			delete(sh.m, h)
 		}
@@ -264,6 +283,7 @@ func (v *Verifier) evict(sh *shard, now time.Time) {
 		if len(sh.m) < v.shardMax {
 			break
 		}
+		e.gone.Store(true)
 		v.keepUse(e)
 		delete(sh.m, h)
 	}
@@ -286,7 +306,9 @@ func (v *Verifier) keepUse(e *entry) {
 func (v *Verifier) Forget(hash [32]byte) {
 	sh := &v.shards[hash[0]%numShards]
 	sh.mu.Lock()
+	sh.gen.Add(1)
 	if e, ok := sh.m[hash]; ok {
+		e.gone.Store(true)
 		v.keepUse(e)
 		delete(sh.m, hash)
 	}

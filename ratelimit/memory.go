@@ -26,6 +26,11 @@ const (
 	// evicts down to that much room, so that sweeps of a full shard are at
 	// least that many inserts apart.
 	headroomDiv = 16
+	// idleGrace is how long a key's state must have been idle (its TAT
+	// passed) before a sweep may drop it: a decision at an earlier time
+	// (TakeAt, or a request's arrival time) that runs after the sweep
+	// still finds the state it needs if it is at most this much older.
+	idleGrace = int64(time.Second)
 )
 
 // Sentinel TATs. Real TATs stay far below them (see MaxTolerance).
@@ -43,8 +48,8 @@ type MemoryOptions struct {
 	// MaxKeys bounds how many keys the store holds (approximately: the
 	// bound is enforced per shard, MaxKeys/256 each). Zero means
 	// DefaultMaxKeys. Keys whose state is idle (their theoretical arrival
-	// time has passed, so they are indistinguishable from a fresh key) are
-	// dropped first: a full shard drops all its idle keys before it evicts
+	// time has passed, so they are indistinguishable from a fresh key, for
+	// a second: see TakeAt) are dropped first: a full shard drops all its idle keys before it evicts
 	// any key still limiting. Only when a shard is full of keys that are
 	// still limiting is one of them evicted, the one that becomes idle
 	// soonest among a small sample (and, when that happens right after a
@@ -85,8 +90,8 @@ type shard struct {
 	table atomic.Pointer[table] // read without the lock; changed under mu
 	mu    sync.Mutex            // serialises every change to the shard
 	n     int                   // entries in the table
-	// idleAt is at most the earliest time at which an entry may be idle
-	// (entry.last): no entry is idle before it, so a sweep before it would
+	// idleAt is at most the earliest time at which an entry may be
+	// dropped as idle (entry.last + idleGrace): a sweep before it would
 	// drop nothing. TATs only grow, so it stays a lower bound; a sweep
 	// makes it exact again.
 	idleAt  int64
@@ -213,7 +218,12 @@ func (s *MemoryStore) nowFor(ctx context.Context) int64 {
 // request and share that reading between the limiter, logs and headers
 // (like x/time/rate's AllowN). now should come from the same clock as
 // MemoryOptions.Now (time.Now by default); a time earlier than a previous
-// call's is allowed and treated as that earlier instant.
+// call's is allowed and treated as that earlier instant. That is exact for
+// a time up to a second earlier than the latest call's: the store keeps a
+// key's state for a second after it went idle, so a request whose
+// decision runs late (a slow key lookup between its arrival and the
+// limiter) still finds it. A time even earlier may find a key forgotten
+// and decide it as a fresh one.
 func (s *MemoryStore) TakeAt(now time.Time, key string, policies []Policy, cost int) (r Result, err error) {
 	if len(policies) == 1 {
 		err = s.takeOne(&r, int64(now.Sub(s.epoch)), key, &policies[0], cost)
@@ -488,16 +498,17 @@ func (e *entry) addSlot(p *Policy, now int64, keep []*slot) *slot {
 	return sl
 }
 
-// retire marks sl dead if it is idle at now (a lock-free decision that
-// still holds it will then retry under the mutex), and reports whether it
-// did. The shard's mutex is held.
+// retire marks sl dead if it has been idle for idleGrace at now (a
+// lock-free decision that still holds it will then retry under the
+// mutex), and reports whether it did. The shard's mutex is held.
 func (sl *slot) retire(now int64) bool {
 	old := sl.tat.Load()
-	return old <= now && sl.tat.CompareAndSwap(old, tatDead)
+	return old <= now-idleGrace && sl.tat.CompareAndSwap(old, tatDead)
 }
 
-// retire marks every slot of e dead, if all are idle at now or if force is
-// set, and reports whether it did. The shard's mutex is held.
+// retire marks every slot of e dead, if all have been idle for idleGrace
+// at now or if force is set, and reports whether it did. The shard's mutex
+// is held.
 func (e *entry) retire(now int64, force bool) bool {
 	slots := []*slot{&e.first}
 	if more := e.more.Load(); more != nil {
@@ -507,7 +518,7 @@ func (e *entry) retire(now int64, force bool) bool {
 	for _, sl := range slots {
 		old := sl.tat.Swap(tatDead)
 		olds = append(olds, old)
-		if !force && old > now { // still limiting: put everything back
+		if !force && old > now-idleGrace { // still limiting, or just stopped: put everything back
 			unlock(slots[:len(olds)], olds)
 			return false
 		}
@@ -549,7 +560,7 @@ func (sh *shard) insert(h uint64, key string, p *Policy, now int64, cost, maxKey
 	}
 	// The new entry is idle once the units it is about to take have
 	// refilled; its other policies' slots, if any, can only delay that.
-	sh.idleAt = min(sh.idleAt, now+int64(cost)*e.first.interval)
+	sh.idleAt = min(sh.idleAt, now+int64(cost)*e.first.interval+idleGrace)
 	t := sh.table.Load()
 	if t == nil || 2*(sh.n+1) > len(t.cells) {
 		t = sh.rebuild(max(minCells, 4*(sh.n+1)), nil)
@@ -613,9 +624,9 @@ func (sh *shard) makeRoom(h uint64, now int64, maxKeys int) {
 	}
 }
 
-// sweep drops the entries that are idle at now, and sets idleAt to the
-// earliest time at which one of the others may be. The shard's mutex is
-// held.
+// sweep drops the entries that have been idle for idleGrace at now, and
+// sets idleAt to the earliest time at which one of the others may be.
+// The shard's mutex is held.
 func (sh *shard) sweep(now int64) {
 	n := sh.n
 	next := int64(math.MaxInt64)
@@ -623,7 +634,7 @@ func (sh *shard) sweep(now int64) {
 		if e.retire(now, false) {
 			return true
 		}
-		next = min(next, e.last())
+		next = min(next, e.last()+idleGrace)
 		return false
 	})
 	sh.idleAt = next

@@ -485,3 +485,52 @@ func TestMemoryTakeArrival(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryKeepsStateForLateDecisions: a decision made at an earlier time
+// than a sweep that ran before it (TakeAt, or a request whose arrival time
+// was read before a slow key lookup) still finds its key's state when the
+// sweep is less than a second later: keys stay a second after going idle.
+// Once that second has passed, the sweep drops them.
+func TestMemoryKeepsStateForLateDecisions(t *testing.T) {
+	hourly := []ratelimit.Policy{{Name: "hourly", Limit: 1, Window: time.Hour}}
+	for _, tt := range []struct {
+		name      string
+		sweepAt   time.Duration // after the keys' first takes, when their hour ends at 1h
+		wantSwept bool
+	}{
+		{name: "sweep 0.5s after idle", sweepAt: time.Hour + 500*time.Millisecond},
+		{name: "sweep just before the second is over", sweepAt: time.Hour + time.Second - 1},
+		{name: "sweep a second after idle", sweepAt: time.Hour + time.Second, wantSwept: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: func() time.Time { return t0 }})
+			var keys []string // of shard 0: enough that the next insert sweeps it
+			for i := 0; len(keys) < 65; i++ {
+				if k := fmt.Sprint("k", i); ratelimit.ShardOf(s, k) == 0 {
+					keys = append(keys, k)
+				}
+			}
+			for _, k := range keys[:64] {
+				if r, err := s.TakeAt(t0, k, hourly, 1); err != nil || !r.Allowed {
+					t.Fatalf("first TakeAt(%q) = %+v, %v", k, r, err)
+				}
+			}
+			// A new key at sweepAt makes the shard sweep its idle keys.
+			if _, err := s.TakeAt(t0.Add(tt.sweepAt), keys[64], hourly, 1); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := s.Len(), map[bool]int{false: 65, true: 1}[tt.wantSwept]; got != want {
+				t.Fatalf("Len() after the sweep = %d, want %d", got, want)
+			}
+			if tt.wantSwept {
+				return
+			}
+			// A request that arrived 300ms before the hour ended, decided
+			// now: its key's hour is not over, so it is refused.
+			if r, _ := s.TakeAt(t0.Add(time.Hour-300*time.Millisecond), keys[0], hourly, 1); r.Allowed {
+				t.Errorf("key admitted twice within its hour: the sweep dropped the state a late decision needed")
+			}
+		})
+	}
+}

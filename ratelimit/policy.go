@@ -131,6 +131,19 @@ func (p Policy) Capacity() int {
 	return p.Burst
 }
 
+// Within reports whether p never admits more than q: p's rate
+// (Limit per Window) is at most q's and p's Capacity at most q's. Both
+// policies should be valid; the comparison is exact, without overflow.
+func (p Policy) Within(q Policy) bool {
+	if p.Capacity() > q.Capacity() {
+		return false
+	}
+	// p.Limit/p.Window <= q.Limit/q.Window, cross-multiplied in 128 bits.
+	ph, pl := bits.Mul64(uint64(p.Limit), uint64(q.Window))
+	qh, ql := bits.Mul64(uint64(q.Limit), uint64(p.Window))
+	return ph < qh || ph == qh && pl <= ql
+}
+
 // Interval returns the emission interval, Window/Limit rounded up to a
 // whole nanosecond: the time one unit takes to refill in MemoryStore, and
 // never more than in a store with a coarser clock. Zero if the policy is

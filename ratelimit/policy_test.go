@@ -228,3 +228,46 @@ func TestValidateTake(t *testing.T) {
 		})
 	}
 }
+
+func TestPolicyWithin(t *testing.T) {
+	huge := ratelimit.Policy{Limit: math.MaxInt, Window: time.Duration(math.MaxInt64)}
+	tests := []struct {
+		name string
+		p, q string
+		want bool
+	}{
+		{"same", "600/1m", "600/1m", true},
+		{"same rate, smaller burst", "10/1s", "600/1m", true},
+		{"same rate, bigger burst", "600/1m", "10/1s", false},
+		{"slower", "100/1m", "600/1m", true},
+		{"faster", "601/1m", "600/1m", false},
+		{"faster by a hair", "600/59999ms", "600/1m", false},
+		{"bigger burst", "600/1m;burst=601", "600/1m", false},
+		{"smaller burst same rate", "600/1m;burst=10", "600/1m", true},
+		{"slower but bigger burst", "1000/1d", "600/1m", false},
+		{"slower, burst under", "1000/1d;burst=5", "600/1m", true},
+		{"default vs own", "100/1m", "2/1m", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := ratelimit.ParsePolicy(tt.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := ratelimit.ParsePolicy(tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Within(q); got != tt.want {
+				t.Errorf("%s.Within(%s) = %v, want %v", tt.p, tt.q, got, tt.want)
+			}
+		})
+	}
+	t.Run("no overflow", func(t *testing.T) {
+		faster := huge
+		faster.Window-- // the same limit in a shorter window
+		if !huge.Within(huge) || !huge.Within(faster) || faster.Within(huge) {
+			t.Errorf("Within overflowed on %v", huge)
+		}
+	})
+}

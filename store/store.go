@@ -277,8 +277,10 @@ func RotationExpiry(old APIKey, now time.Time, overlap time.Duration) (time.Time
 }
 
 // RotatedKey returns the key a backend inserts when rotating old to next:
-// next, with AccountID from old, and Name, Scopes (when nil) and RatePlan
-// taken from old when empty. It is a helper for backends.
+// next, with AccountID from old, and Name, Scopes (when nil), RatePlan and
+// ExpiresAt (when nil) taken from old, so that a rotation never lengthens
+// a key's life. old is the key as it was before the rotation shortened its
+// expiry. It is a helper for backends.
 func RotatedKey(old, next APIKey) APIKey {
 	next.AccountID = old.AccountID
 	if next.Name == "" {
@@ -289,6 +291,9 @@ func RotatedKey(old, next APIKey) APIKey {
 	}
 	if next.RatePlan == "" {
 		next.RatePlan = old.RatePlan
+	}
+	if next.ExpiresAt == nil {
+		next.ExpiresAt = old.ExpiresAt
 	}
 	return next
 }

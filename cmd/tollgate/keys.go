@@ -25,7 +25,8 @@ Manages API keys directly in the database that serve uses.
 
 Every subcommand takes --database (env TOLLGATE_DATABASE) and --account
 (env TOLLGATE_ACCOUNT, default "default"; created if missing).
-Scopes: sessions:read sessions:write leads:read leads:write keys:read keys:write *
+Scopes: sessions:read sessions:write leads:read leads:write keys:read keys:write * (all of these)
+        admin:write (server-wide switches; not in *, granted only by name)
 `
 
 func keysCmd(ctx context.Context, e env, args []string) error {

@@ -184,7 +184,8 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	guard := middleware.NewGuard(ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), ratelimit.Policy{Name: "auth_failures", Limit: 20, Window: time.Minute}, nil)
 	api.New(api.Config{
 		Store: st, Verifier: verifier, Guard: guard, Logger: log, Maintenance: maintenance,
-		RateLimit: middleware.RateLimit(middleware.RateLimitConfig{Store: limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
+		DefaultRate: c.rateDefault,
+		RateLimit:   middleware.RateLimit(middleware.RateLimitConfig{Store: limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
 		Idempotency: middleware.Idempotency(st, middleware.IdempotencyOptions{
 			Lease: c.idemLease, Retention: c.idemRetention, Logger: log,
 		}),

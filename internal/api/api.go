@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/middleware"
+	"github.com/tollgate-dev/tollgate/ratelimit"
 	"github.com/tollgate-dev/tollgate/store"
 )
 
@@ -33,6 +34,10 @@ type Config struct {
 	// Idempotency, when not nil, wraps every authenticated route after
 	// RateLimit (so 401 and 429 are never stored): middleware.Idempotency.
 	Idempotency middleware.Middleware
+	// DefaultRate is the rate plan of keys without their own (the rate
+	// limiter's default); the keys API compares plans with it. The zero
+	// Policy means DefaultRate.
+	DefaultRate ratelimit.Policy
 	// Maintenance is the switch GET/PUT /v1/admin/maintenance read and
 	// set; nil means a switch of the API's own, off.
 	Maintenance *middleware.Maintenance
@@ -41,6 +46,10 @@ type Config struct {
 	// Logger receives handler errors; nil discards.
 	Logger *slog.Logger
 }
+
+// DefaultRate is the rate plan of keys without their own when
+// Config.DefaultRate is not set: 100 per minute, serve's --rate-default.
+var DefaultRate = ratelimit.Policy{Limit: 100, Window: time.Minute}
 
 // API serves the example API. It is safe for concurrent use.
 type API struct {
@@ -54,6 +63,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DefaultRate.Limit == 0 {
+		cfg.DefaultRate = DefaultRate
 	}
 	if cfg.Maintenance == nil {
 		cfg.Maintenance = middleware.NewMaintenance(false, 0)

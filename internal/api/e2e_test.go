@@ -116,14 +116,15 @@ func startLive(t testing.TB, st store.Store, o liveOptions) *live {
 	maint := middleware.NewMaintenance(false, 30*time.Second)
 	srv := server.New(server.Config{Logger: log, Checks: map[string]server.Checker{"database": st}, Guards: []middleware.Middleware{maint.Guard}})
 	var limit middleware.Middleware
+	def := ratelimit.Policy{Name: "default", Limit: 100000, Window: time.Minute}
 	if !o.noRateLimit {
 		limit = middleware.RateLimit(middleware.RateLimitConfig{
 			Store:   ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}),
-			Default: ratelimit.Policy{Name: "default", Limit: 100000, Window: time.Minute},
+			Default: def,
 			Headers: middleware.HeadersLegacy | middleware.HeadersIETF,
 		})
 	}
-	api.New(api.Config{Store: st, Verifier: auth.NewVerifier(store.AuthKeys(st)), Guard: o.guard, RateLimit: limit,
+	api.New(api.Config{Store: st, Verifier: auth.NewVerifier(store.AuthKeys(st)), Guard: o.guard, RateLimit: limit, DefaultRate: def,
 		Idempotency: middleware.Idempotency(st, middleware.IdempotencyOptions{Logger: log}), Logger: log, Maintenance: maint}).Routes(srv.Handle)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
@@ -204,6 +205,21 @@ func (l *live) key(scopes ...string) string {
 		l.t.Fatal(err)
 	}
 	return ck.Secret
+}
+
+// otherAccountKey makes a key with scopes in a second account, "other".
+func (l *live) otherAccountKey(scopes ...string) api.CreatedKey {
+	l.t.Helper()
+	ctx := context.Background()
+	other, _, err := l.st.EnsureAccount(ctx, "other")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	ck, err := api.CreateKey(ctx, l.st, other.ID, api.KeyRequest{Name: "b", Scopes: scopes})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return ck
 }
 
 // wantError checks status, code, message (when not "") and details
@@ -837,6 +853,7 @@ func testKeys(t *testing.T, l *live) {
 func testEveryOperation(t *testing.T, l *live) {
 	none := l.key(auth.ScopeKeysRead) // holds none of the session/lead scopes
 	noKeys := l.key(auth.ScopeLeadsRead, auth.ScopeLeadsWrite, auth.ScopeSessionsRead, auth.ScopeSessionsWrite)
+	opKey := l.key(auth.ScopeAdminWrite) // the admin routes' scope, not in "*"
 	big := `{"notes":"` + strings.Repeat("x", server.DefaultBodyLimit) + `"}`
 	for path, item := range l.c.doc.Paths.Map() {
 		if !strings.HasPrefix(path, "/v1/") {
@@ -854,21 +871,28 @@ func testEveryOperation(t *testing.T, l *live) {
 				if strings.HasPrefix(path, "/v1/keys") {
 					lacking = noKeys
 				}
+				as := func(method, target, body string, hdr ...string) reply {
+					key := l.admin
+					if strings.HasPrefix(path, "/v1/admin/") {
+						key = opKey
+					}
+					return l.call(method, target, body, append(bearer(key), hdr...)...)
+				}
 				wantError(t, l.call(method, target, body, bearer(lacking)...), apierror.Forbidden, "", nil)
 				wantError(t, l.call(method, target+"?api_key="+l.admin, body), apierror.InvalidRequest, "",
 					map[string]any{"reason": "key in query string"})
 				wantError(t, l.call(method, target, body, "Authorization", "Bearer "+l.admin, "x-api-key", none), apierror.InvalidRequest, "",
 					map[string]any{"reason": "conflicting credentials"})
 				if op.RequestBody == nil {
-					if r := l.as(method, target, ""); r.status/100 != 2 && r.status != 404 {
+					if r := as(method, target, ""); r.status/100 != 2 && r.status != 404 {
 						t.Errorf("plain call = %d: %s", r.status, r.body)
 					}
 					return
 				}
-				wantError(t, l.as(method, target, `name=x`, "Content-Type", "application/x-www-form-urlencoded"), apierror.UnsupportedMediaType, "",
+				wantError(t, as(method, target, `name=x`, "Content-Type", "application/x-www-form-urlencoded"), apierror.UnsupportedMediaType, "",
 					map[string]any{"supported": []string{"application/json"}})
-				wantError(t, l.as(method, target, big), apierror.PayloadTooLarge, "", map[string]any{"limit_bytes": server.DefaultBodyLimit})
-				wantError(t, l.as(method, target, `{"name":`), apierror.InvalidRequest, "", nil)
+				wantError(t, as(method, target, big), apierror.PayloadTooLarge, "", map[string]any{"limit_bytes": server.DefaultBodyLimit})
+				wantError(t, as(method, target, `{"name":`), apierror.InvalidRequest, "", nil)
 			})
 		}
 	}
@@ -942,10 +966,11 @@ func testIdempotency(t *testing.T, l *live) {
 // testMaintenance turns maintenance mode on and off through the admin
 // route: while on, the API answers 503 with Retry-After and /healthz 200.
 func testMaintenance(t *testing.T, l *live) {
-	if r := l.as("GET", "/v1/admin/maintenance", ""); r.status != 200 || string(r.body) != `{"enabled":false}`+"\n" {
+	op := bearer(l.key(auth.ScopeAdminWrite))
+	if r := l.call("GET", "/v1/admin/maintenance", "", op...); r.status != 200 || string(r.body) != `{"enabled":false}`+"\n" {
 		t.Fatalf("GET = %d %s", r.status, r.body)
 	}
-	if r := l.as("PUT", "/v1/admin/maintenance", `{"enabled":true}`); r.status != 200 || !l.maint.On() {
+	if r := l.call("PUT", "/v1/admin/maintenance", `{"enabled":true}`, op...); r.status != 200 || !l.maint.On() {
 		t.Fatalf("PUT on = %d %s", r.status, r.body)
 	}
 	r := l.as("GET", "/v1/leads", "")
@@ -956,8 +981,8 @@ func testMaintenance(t *testing.T, l *live) {
 	if r := l.call("GET", "/healthz", ""); r.status != 200 {
 		t.Errorf("/healthz during maintenance = %d", r.status)
 	}
-	wantError(t, l.as("PUT", "/v1/admin/maintenance", `{}`), apierror.MissingField, "Missing required field: enabled", nil)
-	if r := l.as("PUT", "/v1/admin/maintenance", `{"enabled":false}`); r.status != 200 || l.maint.On() {
+	wantError(t, l.call("PUT", "/v1/admin/maintenance", `{}`, op...), apierror.MissingField, "Missing required field: enabled", nil)
+	if r := l.call("PUT", "/v1/admin/maintenance", `{"enabled":false}`, op...); r.status != 200 || l.maint.On() {
 		t.Fatalf("PUT off = %d %s", r.status, r.body)
 	}
 	if r := l.as("GET", "/v1/leads", ""); r.status != 200 {
@@ -1006,15 +1031,7 @@ func TestCrossTenant(t *testing.T) {
 			// Without the rate limiter: X-RateLimit-Reset moves with the
 			// clock, not with the tenant.
 			l := startLive(t, b.open(t), liveOptions{noRateLimit: true})
-			ctx := context.Background()
-			other, _, err := l.st.EnsureAccount(ctx, "other")
-			if err != nil {
-				t.Fatal(err)
-			}
-			theirs, err := api.CreateKey(ctx, l.st, other.ID, api.KeyRequest{Name: "b", Scopes: []string{auth.ScopeAll}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			theirs := l.otherAccountKey(auth.ScopeAll)
 			ses := into[api.Session](t, l.as("POST", "/v1/sessions", `{"sessionExternalId":"a-1"}`)).ID
 			lead := into[api.Lead](t, l.as("POST", "/v1/leads", `{"name":"A","phone":"+14155550100"}`)).ID
 			key := into[api.CreatedKey](t, l.as("POST", "/v1/keys", `{"name":"a","scopes":["leads:read"]}`)).ID

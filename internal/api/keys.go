@@ -13,6 +13,10 @@ import (
 	"github.com/tollgate-dev/tollgate/store"
 )
 
+// maxRateLen bounds the length of a key's rate as sent: the longest valid
+// plan ("9223372036854775807/1d;burst=9223372036854775807") is 50 bytes.
+const maxRateLen = 64
+
 // DefaultRotationOverlap is how long a rotated key stays valid when the
 // request names no overlap.
 const DefaultRotationOverlap = 24 * time.Hour
@@ -77,7 +81,7 @@ func (r KeyRequest) Validate(now time.Time) error {
 		errs = append(errs, apierror.FieldError{Field: "scopes", Reason: fmt.Sprintf("Must be a non-empty list of %v", auth.KnownScopes())})
 	}
 	if r.Rate != "" {
-		if _, err := ratelimit.ParsePolicy(r.Rate); err != nil {
+		if _, err := ratelimit.ParsePolicy(r.Rate); err != nil || len(r.Rate) > maxRateLen {
 			errs = append(errs, apierror.FieldError{Field: "rate", Reason: `Must look like "600/1m"`})
 		}
 	}
@@ -110,6 +114,9 @@ func CreateKey(ctx context.Context, keys store.Keys, accountID string, req KeyRe
 	secret, err := auth.NewKey(true)
 	if err != nil {
 		return CreatedKey{}, fmt.Errorf("api: create key: %w", err)
+	}
+	if p, err := ratelimit.ParsePolicy(req.Rate); err == nil {
+		req.Rate = p.String() // stored in one form: "600/1m", not " 600/1m "
 	}
 	k, err := keys.CreateKey(ctx, store.APIKey{
 		AccountID: accountID, Name: req.Name, Start: auth.Start(secret), Hash: auth.Hash(secret),
@@ -146,10 +153,20 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principal(r)
-	// A key may only grant what it holds, or "*" lets it create any.
-	if missing := p.Scopes.Missing(req.Scopes); len(missing) > 0 {
-		apierror.Write(w, r, apierror.New(apierror.Forbidden, "A key cannot grant scopes it does not hold.").
-			With("required_scopes", req.Scopes).With("missing_scopes", missing))
+	caller, err := a.cfg.Store.KeyByID(r.Context(), p.AccountID, p.KeyID)
+	if err != nil {
+		apierror.Write(w, r, storeError(err, "key", "API key"))
+		return
+	}
+	// A new key without its own rate or expiry gets the caller's.
+	if req.Rate == "" {
+		req.Rate = caller.RatePlan
+	}
+	if req.ExpiresAt == nil {
+		req.ExpiresAt = caller.ExpiresAt
+	}
+	if err := a.checkGrant(caller, req.Scopes, req.Rate, req.ExpiresAt); err != nil {
+		apierror.Write(w, r, err)
 		return
 	}
 	ck, err := CreateKey(r.Context(), a.cfg.Store, p.AccountID, req)
@@ -188,6 +205,10 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
+	if _, _, err := a.managedKey(r); err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
 	k, err := a.cfg.Store.RevokeKey(r.Context(), principal(r).AccountID, r.PathValue("id"), a.cfg.Now())
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
@@ -221,12 +242,70 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 		}
 		overlap = d
 	}
-	p := principal(r)
-	ck, err := RotateKey(r.Context(), a.cfg.Store, p.AccountID, r.PathValue("id"), overlap)
+	caller, target, err := a.managedKey(r)
+	if err == nil {
+		// The new key has the target's scopes, rate and expiry.
+		err = a.checkGrant(caller, target.Scopes, target.RatePlan, target.ExpiresAt)
+	}
+	if err != nil {
+		apierror.Write(w, r, err)
+		return
+	}
+	ck, err := RotateKey(r.Context(), a.cfg.Store, caller.AccountID, target.ID, overlap)
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
 		return
 	}
+	if overlap == 0 && a.cfg.Verifier != nil {
+		a.cfg.Verifier.Forget(target.Hash) // ended at once, as revoke
+	}
 	w.Header().Set("Location", "/v1/keys/"+ck.ID)
 	respondSecret(w, r, http.StatusCreated, ck, ck.replay())
+}
+
+// managedKey returns the calling key and key {id} of the request, which the
+// caller may revoke or rotate only if it holds every scope of it: a key
+// cannot end or take over a key that can do more than it can.
+func (a *API) managedKey(r *http.Request) (caller, target store.APIKey, err error) {
+	p := principal(r)
+	if caller, err = a.cfg.Store.KeyByID(r.Context(), p.AccountID, p.KeyID); err == nil {
+		target, err = a.cfg.Store.KeyByID(r.Context(), p.AccountID, r.PathValue("id"))
+	}
+	if err != nil {
+		return caller, target, storeError(err, "key", "API key")
+	}
+	if missing := auth.Scopes(caller.Scopes).Missing(target.Scopes); len(missing) > 0 {
+		return caller, target, apierror.New(apierror.Forbidden, "A key cannot manage a key with scopes it does not hold.").
+			With("required_scopes", target.Scopes).With("missing_scopes", missing)
+	}
+	return caller, target, nil
+}
+
+// checkGrant refuses with FORBIDDEN a key (made or rotated by caller) with
+// scopes, rate or expiry beyond caller's own: more scopes, a faster rate
+// or a larger burst (an empty rate is the server's default), or a later
+// expiry, or none when caller expires.
+func (a *API) checkGrant(caller store.APIKey, scopes []string, rate string, expiresAt *time.Time) error {
+	if missing := auth.Scopes(caller.Scopes).Missing(scopes); len(missing) > 0 {
+		return apierror.New(apierror.Forbidden, "A key cannot grant scopes it does not hold.").
+			With("required_scopes", scopes).With("missing_scopes", missing)
+	}
+	if mine := a.plan(caller.RatePlan); !a.plan(rate).Within(mine) {
+		return apierror.New(apierror.Forbidden, "A key cannot grant a rate above its own ("+mine.String()+").").
+			With("field", "rate").With("reason", "above the calling key's rate "+mine.String())
+	}
+	if caller.ExpiresAt != nil && (expiresAt == nil || expiresAt.After(*caller.ExpiresAt)) {
+		mine := caller.ExpiresAt.UTC().Format(time.RFC3339)
+		return apierror.New(apierror.Forbidden, "A key cannot grant a lifetime beyond its own (until "+mine+").").
+			With("field", "expires_at").With("reason", "after the calling key's expiry "+mine)
+	}
+	return nil
+}
+
+// plan returns the policy of a key's rate plan: its own, or the default.
+func (a *API) plan(rate string) ratelimit.Policy {
+	if p, err := ratelimit.ParsePolicy(rate); err == nil {
+		return p
+	}
+	return a.cfg.DefaultRate // empty; stored plans were validated when made
 }

@@ -29,7 +29,7 @@ func TestKeysAPI(t *testing.T) {
 	e := newEnv(t, nil)
 	admin := bearer(e.admin)
 
-	w := e.do("POST", "/v1/keys", `{"name":"ci","scopes":["leads:read","leads:write"],"rate":"600/1m"}`, admin...)
+	w := e.do("POST", "/v1/keys", `{"name":"ci","scopes":["leads:read","leads:write"],"rate":"60/1m"}`, admin...)
 	if w.Code != 201 {
 		t.Fatalf("create = %d: %s", w.Code, w.Body)
 	}
@@ -37,7 +37,7 @@ func TestKeysAPI(t *testing.T) {
 	if _, err := auth.ParseKey(created.Secret); err != nil || !strings.HasPrefix(created.Secret, created.Start) {
 		t.Fatalf("secret %q start %q: %v", created.Secret, created.Start, err)
 	}
-	if w.Header().Get("Location") != "/v1/keys/"+created.ID || created.Rate != "600/1m" {
+	if w.Header().Get("Location") != "/v1/keys/"+created.ID || created.Rate != "60/1m" {
 		t.Errorf("Location %q rate %q", w.Header().Get("Location"), created.Rate)
 	}
 

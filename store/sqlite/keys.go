@@ -107,8 +107,9 @@ func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.AP
 		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET expires_at = ? WHERE id = ?`, toMicro(exp), old.ID); err != nil {
 			return err
 		}
+		rotated := store.RotatedKey(old, next) // before old's expiry changes: it inherits the original
 		old.ExpiresAt = &exp
-		created, err = db.insertKey(ctx, tx, store.RotatedKey(old, next))
+		created, err = db.insertKey(ctx, tx, rotated)
 		return err
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -232,6 +233,20 @@ func testRotateKey(t *testing.T, h Harness) {
 		diff(t, "RotateKey(again) old expiry", wantOld.ExpiresAt, gotOld.ExpiresAt)
 		if created2.Name != "renamed" || created2.RatePlan != "10/1s" || len(created2.Scopes) != 1 {
 			t.Errorf("RotateKey(again) new key = %+v, want the given name, scopes, plan", created2)
+		}
+	})
+
+	t.Run("new key keeps the old key's expiry", func(t *testing.T) {
+		for _, overlap := range []time.Duration{0, time.Hour, 48 * time.Hour} {
+			_, k := newSecret(t, acme.ID)
+			k.ExpiresAt = microPtr(e.clock.Now().Add(2 * time.Hour))
+			k, err := e.s.CreateKey(e.ctx, k)
+			wantErr(t, "CreateKey", err, nil)
+			_, next := newSecret(t, acme.ID)
+			created, gotOld, err := e.s.RotateKey(e.ctx, acme.ID, k.ID, next, overlap)
+			wantErr(t, "RotateKey", err, nil)
+			diff(t, fmt.Sprintf("overlap %v: new key's expiry", overlap), k.ExpiresAt, created.ExpiresAt)
+			diff(t, fmt.Sprintf("overlap %v: old key's expiry", overlap), microPtr(e.clock.Now().Add(min(overlap, 2*time.Hour))), gotOld.ExpiresAt)
 		}
 	})
 
