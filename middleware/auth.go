@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"net"
 	"net/http"
@@ -64,7 +65,7 @@ func Auth(v KeyVerifier, guard *Guard) Middleware {
 			p, err := v.Verify(r.Context(), secret)
 			st.serveArrival(false)
 			if err != nil {
-				e := authError(err)
+				e := authError(r.Context(), err)
 				if guard != nil && e.Code == apierror.Unauthorized {
 					guard.fail(r.Context(), client)
 				}
@@ -109,8 +110,10 @@ func unauthorized(reason, message string) *apierror.Error {
 	return apierror.New(apierror.Unauthorized, message).With("reason", reason)
 }
 
-// authError maps a Verify error to the answer.
-func authError(err error) *apierror.Error {
+// authError maps a Verify error to the answer. A lookup cut short by the
+// request's own deadline or cancellation (middleware.Timeout, a client
+// gone) is that, 503 "timeout" or "cancelled", not a store outage.
+func authError(ctx context.Context, err error) *apierror.Error {
 	switch {
 	case errors.Is(err, auth.ErrMissing):
 		return unauthorized("missing", "An API key is required.")
@@ -122,6 +125,9 @@ func authError(err error) *apierror.Error {
 		return unauthorized("revoked", "The API key has been revoked.")
 	case errors.Is(err, auth.ErrExpired):
 		return unauthorized("expired", "The API key has expired.")
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return apierror.From(fmt.Errorf("%w: %w", ctxErr, err))
 	}
 	// auth.ErrUnavailable, and anything else: never a 401 for an outage.
 	return apierror.Wrap(err, apierror.ServiceUnavailable, "The key store is unavailable.").

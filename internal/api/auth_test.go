@@ -261,6 +261,41 @@ func TestStoreDownIs503(t *testing.T) {
 	}
 }
 
+// TestAuthCutShortIsNotOutage: a key lookup cut short by the request's own
+// deadline or cancellation answers 503 "timeout" or "cancelled", not
+// "store_unavailable" (which alerts on a store outage).
+func TestAuthCutShortIsNotOutage(t *testing.T) {
+	e := newEnv(t, nil)
+	key := e.newKey(auth.ScopeKeysRead).Secret // not yet verified, so not cached
+	for _, tt := range []struct {
+		name   string
+		ctx    func() context.Context
+		reason string
+	}{
+		{"deadline passed", func() context.Context {
+			ctx, cancel := context.WithDeadline(context.Background(), time.Unix(1, 0))
+			t.Cleanup(cancel)
+			return ctx
+		}, "timeout"},
+		{"cancelled", func() context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}, "cancelled"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequestWithContext(tt.ctx(), "GET", "/v1/keys", nil)
+			r.Header.Set("Authorization", "Bearer "+key)
+			w := httptest.NewRecorder()
+			e.h.ServeHTTP(w, r)
+			got := decode(t, w)
+			if w.Code != 503 || got.Details["reason"] != tt.reason {
+				t.Errorf("status %d reason %v, want 503 %s: %s", w.Code, got.Details["reason"], tt.reason, w.Body)
+			}
+		})
+	}
+}
+
 func TestBruteForceGuard(t *testing.T) {
 	e := newEnvGuard(t, nil, 5)
 	bad, _ := auth.NewKey(true)

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -17,18 +18,22 @@ type call struct {
 	// done receives true when reply and err are set, false when this call's
 	// goroutine must lead the next batch (at most one of each).
 	done     chan bool
-	promoted bool // told to lead, not started yet (guarded by batcher.mu)
+	promoted bool      // told to lead, not started yet (guarded by batcher.mu)
+	deadline time.Time // queued + the store's Timeout: never sent after it
 }
 
 // batcher sends concurrent calls to Redis together, in one pipeline per
 // batch, without a goroutine of its own: the first caller to find fewer
 // than maxLeaders batches in flight leads one, taking every pending call
 // (up to maxBatch), and when its batch is done it passes the lead to a
-// caller still waiting, if any. Every batch has its own deadline, so a
-// caller waits at most about two Timeouts (the batch before its own, and
-// its own). Safe for concurrent use.
+// caller still waiting, if any. Every call has a deadline, Timeout after it
+// was queued: a batch runs under the earliest deadline of its calls, and a
+// call still queued at its deadline fails with context.DeadlineExceeded
+// without being sent, so no caller waits much more than Timeout however
+// many are queued. Safe for concurrent use.
 type batcher struct {
 	pipeline   func() redis.Pipeliner
+	now        func() time.Time // time.Now; tests inject a clock
 	timeout    time.Duration
 	maxBatch   int
 	maxLeaders int
@@ -42,6 +47,7 @@ type batcher struct {
 // result is in.
 func (b *batcher) run(c *call) {
 	c.done = make(chan bool, 2)
+	c.deadline = b.now().Add(b.timeout)
 	b.mu.Lock()
 	b.pending = append(b.pending, c)
 	lead := b.leaders < b.maxLeaders
@@ -78,8 +84,8 @@ func (b *batcher) lead(self *call) {
 	b.pending = append(b.pending[:0], b.pending[n:]...)
 	b.mu.Unlock()
 
-	if len(batch) > 0 {
-		b.exec(batch)
+	if live := b.expire(batch); len(live) > 0 {
+		b.exec(live)
 	}
 
 	b.mu.Lock()
@@ -95,19 +101,45 @@ func (b *batcher) lead(self *call) {
 	}
 	if next != nil {
 		next.promoted = true
+		// Under mu, so that no other leader can take next into its batch
+		// and answer it (true) before it is told to lead: it would return
+		// without leading, and the lead handed to it would be lost. done
+		// holds two, so this never blocks.
+		next.done <- false
 	} else {
 		b.leaders--
 	}
 	b.mu.Unlock()
-	if next != nil {
-		next.done <- false
-	}
 }
 
-// exec runs a batch in one pipeline under one deadline, retrying with
-// EVAL the calls that found the script missing from Redis's cache.
+// expire answers the calls of batch whose deadline has passed, with
+// context.DeadlineExceeded (an outage: the failure policy decides), and
+// returns the others.
+func (b *batcher) expire(batch []*call) []*call {
+	now := b.now()
+	live := batch[:0]
+	for _, c := range batch {
+		if now.Before(c.deadline) {
+			live = append(live, c)
+			continue
+		}
+		c.err = fmt.Errorf("redisstore: queued for Timeout: %w", context.DeadlineExceeded)
+		c.done <- true
+	}
+	return live
+}
+
+// exec runs a batch in one pipeline under the earliest deadline of its
+// calls, retrying with EVAL the calls that found the script missing from
+// Redis's cache.
 func (b *batcher) exec(batch []*call) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	deadline := batch[0].deadline
+	for _, c := range batch[1:] {
+		if c.deadline.Before(deadline) {
+			deadline = c.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	cmds := make([]*redis.Cmd, len(batch))
 	pipe := b.pipeline()

@@ -26,6 +26,7 @@ func TestIsOutage(t *testing.T) {
 		{"invalid expire time", replyError("ERR invalid expire time in 'set' command script: 3bd8…, on @user_script:22."), false},
 		{"script runtime error", replyError("ERR user_script:1: attempt to perform arithmetic on a nil value script: 49a0…"), false},
 		{"wrong type", replyError("WRONGTYPE Operation against a key holding the wrong kind of value"), false},
+		{"cross slot", replyError("CROSSSLOT Keys in request don't hash to the same slot"), false},
 		{"wrapped reply", fmt.Errorf("pipeline: %w", replyError("ERR invalid expire time")), false},
 		{"too many clients", replyError("ERR max number of clients reached"), true},
 		{"loading", replyError("LOADING Redis is loading the dataset in memory"), true},

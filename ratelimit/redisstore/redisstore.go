@@ -112,8 +112,9 @@ type Options struct {
 	// needs no goroutine: callers take turns sending the batch. Zero means
 	// DefaultMaxBatch; 1 turns batching off, so every decision is its own
 	// EVALSHA under the caller's context. With batching a decision ignores
-	// its caller's context once queued and waits at most about twice
-	// Timeout.
+	// its caller's context once queued and waits at most about Timeout
+	// from being queued: one still queued then fails as a timeout (the
+	// failure policy decides it) without being sent.
 	MaxBatch int
 }
 
@@ -153,6 +154,9 @@ func New(client redis.Scripter, opts Options) (*Store, error) {
 	if opts.Failure < FailLocal || opts.Failure > FailClosed {
 		return nil, fmt.Errorf("redisstore: new: unknown failure policy %d", int(opts.Failure))
 	}
+	if opts.Timeout < 0 || opts.BreakerThreshold < 0 || opts.BreakerCooldown < 0 || opts.MaxBatch < 0 {
+		return nil, errors.New("redisstore: new: Timeout, BreakerThreshold, BreakerCooldown and MaxBatch must not be negative")
+	}
 	s := &Store{
 		client:   client,
 		prefix:   cmp.Or(opts.Prefix, DefaultPrefix),
@@ -175,7 +179,7 @@ func New(client redis.Scripter, opts Options) (*Store, error) {
 		s.fallback = ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: opts.Now})
 	}
 	if p, ok := client.(interface{ Pipeline() redis.Pipeliner }); ok && opts.MaxBatch != 1 {
-		s.batch = &batcher{pipeline: p.Pipeline, timeout: s.timeout,
+		s.batch = &batcher{pipeline: p.Pipeline, now: time.Now, timeout: s.timeout,
 			maxBatch: cmp.Or(opts.MaxBatch, DefaultMaxBatch), maxLeaders: batchLeaders}
 	}
 	if opts.DenyCacheSize >= 0 {
@@ -184,15 +188,16 @@ func New(client redis.Scripter, opts Options) (*Store, error) {
 	s.breaker = breaker{
 		threshold: int32(cmp.Or(opts.BreakerThreshold, DefaultBreakerThreshold)),
 		cooldown:  int64(cmp.Or(opts.BreakerCooldown, DefaultBreakerCooldown)),
+		// Inc and Dec, not Set: stores may share one Metrics, and the
+		// gauge counts those degraded.
 		onChange: func(open bool) {
 			if open {
-				s.m.degraded.Set(1)
+				s.m.degraded.Inc()
 			} else {
-				s.m.degraded.Set(0)
+				s.m.degraded.Dec()
 			}
 		},
 	}
-	s.m.degraded.Set(0)
 	return s, nil
 }
 
@@ -275,7 +280,7 @@ func (s *Store) Take(ctx context.Context, key string, policies []ratelimit.Polic
 // not serve it: no reply (a refused connection, a timeout, a broken
 // pipe), or a reply saying the server cannot serve now (LOADING, BUSY,
 // READONLY, MASTERDOWN, OOM, "ERR max number of clients reached", …).
-// The other reply errors, ERR and WRONGTYPE, are Redis refusing this call's
+// The other reply errors, ERR, WRONGTYPE and CROSSSLOT, are Redis refusing this call's
 // own arguments or keys: Redis is up, and one bad call must not open the
 // breaker for every key.
 func isOutage(err error) bool {
@@ -287,7 +292,8 @@ func isOutage(err error) bool {
 	switch {
 	case strings.HasPrefix(msg, "ERR max number of clients"):
 		return true
-	case strings.HasPrefix(msg, "ERR "), strings.HasPrefix(msg, "WRONGTYPE "):
+	case strings.HasPrefix(msg, "ERR "), strings.HasPrefix(msg, "WRONGTYPE "),
+		strings.HasPrefix(msg, "CROSSSLOT "):
 		return false
 	}
 	return true

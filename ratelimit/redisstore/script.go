@@ -68,8 +68,11 @@ func (s *Store) eval(ctx context.Context, key string, policies []ratelimit.Polic
 	args := make([]any, 1+2*len(policies))
 	states = make([]ratelimit.GCRAState, len(policies))
 	args[0] = cost
-	// The {key} hash tag keeps all of a key's policies in one cluster slot.
-	base := s.prefix + "{" + key + "}:"
+	// The {k…} hash tag keeps all of a key's policies in one cluster slot.
+	// Its "k" keeps it from being empty (for a key "" or "}…"): Redis
+	// Cluster hashes a name with an empty tag whole, which would spread
+	// one key's policies over slots (CROSSSLOT).
+	base := s.prefix + "{k" + key + "}:"
 	for i, p := range policies {
 		interval, tolerance := shape(p)
 		states[i] = ratelimit.GCRAState{Interval: interval, Tolerance: tolerance}
