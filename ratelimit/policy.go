@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -87,7 +88,9 @@ func parseWindow(s string) (time.Duration, error) {
 	}
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.ParseInt(n, 10, 64)
-		if err != nil || days <= 0 || days > int64(MaxTolerance/(24*time.Hour)) {
+		// Only bounded so the Duration does not overflow: whether the
+		// policy's tolerance fits is Validate's call, as for any unit.
+		if err != nil || days <= 0 || days > int64(math.MaxInt64/(24*time.Hour)) {
 			return 0, fmt.Errorf("invalid days %q", s)
 		}
 		return time.Duration(days) * 24 * time.Hour, nil

@@ -44,6 +44,11 @@ func TestParsePolicy(t *testing.T) {
 		{name: "zero burst", in: "1/1s;burst=0", wantErr: true},
 		{name: "bad burst key", in: "1/1s;b=2", wantErr: true},
 		{name: "tolerance too large", in: "1/36500d", wantErr: true},
+		// The days' own bound is the Duration's range: the tolerance
+		// decides, as for hours.
+		{name: "long window, small burst, in days", in: "10/13400d;burst=1", want: ratelimit.Policy{Limit: 10, Window: 13400 * 24 * time.Hour, Burst: 1}},
+		{name: "the same in hours", in: "10/321600h;burst=1", want: ratelimit.Policy{Limit: 10, Window: 13400 * 24 * time.Hour, Burst: 1}, str: "10/13400d;burst=1"},
+		{name: "days overflowing a Duration", in: "1/106752d;burst=1", wantErr: true},
 		{name: "fraction without a unit", in: "10/.5", wantErr: true},
 		{name: "unknown unit", in: "10/sec", wantErr: true},
 		// Far more units than nanoseconds in the window: every store rounds

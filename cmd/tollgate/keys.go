@@ -20,7 +20,7 @@ Manages API keys directly in the database that serve uses.
 
   tollgate keys create --name NAME --scopes a,b [--expires 720h] [--rate 600/1m] [--json]
   tollgate keys list [--json]
-  tollgate keys revoke ID
+  tollgate keys revoke ID [--json]
   tollgate keys rotate ID [--overlap 24h] [--json]
 
 Every subcommand takes --database (env TOLLGATE_DATABASE) and --account

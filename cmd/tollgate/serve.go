@@ -53,6 +53,7 @@ func raiseProcs(getenv func(string) string) (was int, raised bool) {
 // defaults were applied.
 type serveConfig struct {
 	addr, database, account, redisURL string
+	redisOpts                         *redis.Options // from redisURL; nil: in memory
 	level                             slog.Level
 	bodyLimit                         int64
 	successField                      bool
@@ -76,7 +77,7 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error (env TOLLGATE_LOG_LEVEL)")
 	fs.Int64Var(&c.bodyLimit, "body-limit", server.DefaultBodyLimit, "largest request body in bytes (env TOLLGATE_BODY_LIMIT)")
 	fs.BoolVar(&c.successField, "success-field", false, `add "success": true|false to every body (env TOLLGATE_SUCCESS_FIELD)`)
-	rateDefault := fs.String("rate-default", "100/1m", "rate plan of keys without their own, and of clients without a key (env TOLLGATE_RATE_DEFAULT)")
+	rateDefault := fs.String("rate-default", "100/1m", "rate plan of keys without their own (env TOLLGATE_RATE_DEFAULT)")
 	rateFail := fs.String("rate-fail", "local", "when Redis is down: local (per-instance limits), open (no limits) or closed (503) (env TOLLGATE_RATE_FAIL)")
 	rateHeaders := fs.String("ratelimit-headers", "legacy", "rate-limit header families: legacy, ietf or legacy,ietf (env TOLLGATE_RATELIMIT_HEADERS)")
 	fs.IntVar(&c.maxConcurrency, "max-concurrency", middleware.DefaultConcurrency(), "API requests in flight before 503 overloaded (env TOLLGATE_MAX_CONCURRENCY)")
@@ -107,6 +108,9 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	}
 	if c.rateHeaders, err = middleware.ParseHeaderFamilies(*rateHeaders); err != nil {
 		return c, usageError{fmt.Sprintf("-ratelimit-headers: %v", err)}
+	}
+	if c.redisOpts, err = redisOptions(c.redisURL); err != nil {
+		return c, err
 	}
 	// Zero or less would not mean "no limit": a body limit of -1 refuses
 	// every request, a timeout of 0 fails every API call and a concurrency
@@ -154,6 +158,13 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 		log.Info("GOMAXPROCS raised", "from", was, "to", minProcs)
 	}
 
+	// The address first: a start that cannot serve must not create the
+	// database or print an admin key.
+	l, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer l.Close()
 	st, err := openStore(ctx, c.database)
 	if err != nil {
 		return err
@@ -164,22 +175,30 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	}
 
 	maintenance := middleware.NewMaintenance(c.maintenance, time.Minute)
+	checks := map[string]server.Checker{"database": st}
 	srv := server.New(server.Config{
 		Logger:       log,
 		BodyLimit:    c.bodyLimit,
 		SuccessField: c.successField,
-		Checks:       map[string]server.Checker{"database": st},
+		Checks:       checks,
 		Guards: []middleware.Middleware{
 			maintenance.Guard,
 			middleware.Concurrency(c.maxConcurrency),
 			middleware.Timeout(c.requestTimeout),
 		},
+		Timeouts: server.Timeouts{Write: writeTimeout(c.requestTimeout)},
 	})
-	limiter, closeLimiter, err := newLimiter(c, srv, log)
+	limiter, client, err := newLimiter(c, srv, log)
 	if err != nil {
 		return err
 	}
-	defer closeLimiter()
+	if client != nil {
+		defer client.Close()
+		if c.rateFail == redisstore.FailClosed {
+			// Without Redis every API call is refused: not ready.
+			checks["redis"] = redisPing{client}
+		}
+	}
 	verifier := auth.NewVerifier(store.AuthKeys(st))
 	guard := middleware.NewGuard(ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), ratelimit.Policy{Name: "auth_failures", Limit: 20, Window: time.Minute}, nil)
 	api.New(api.Config{
@@ -191,10 +210,6 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 		}),
 	}).Routes(srv.Handle)
 
-	l, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	log.Info("listening", "addr", l.Addr().String(), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
 	flushed := make(chan error, 1)
 	go func() { flushed <- verifier.Run(ctx, 10*time.Second) }()
@@ -211,24 +226,41 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	return err
 }
 
-// newLimiter returns the rate-limit store: Redis when configured, else in
-// memory.
-func newLimiter(c serveConfig, srv *server.Server, log *slog.Logger) (ratelimit.Store, func(), error) {
-	if c.redisURL == "" {
-		return ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), func() {}, nil
+// redisOptions returns the client options for --redis, a redis:// URL or
+// host:port, or nil when it is empty.
+func redisOptions(addr string) (*redis.Options, error) {
+	if addr == "" {
+		return nil, nil
 	}
-	addr := c.redisURL
 	opts := redisstore.ClientOptions(addr)
 	if strings.Contains(addr, "://") {
 		u, err := redis.ParseURL(addr)
 		if err != nil {
-			return nil, nil, usageError{fmt.Sprintf("-redis %s: %v", redactDSN(addr), withoutURL(err))}
+			return nil, usageError{fmt.Sprintf("-redis %s: %v", redactDSN(addr), withoutURL(err))}
 		}
 		opts = redisstore.ClientOptions(u.Addr)
 		opts.Username, opts.Password, opts.DB, opts.TLSConfig = u.Username, u.Password, u.DB, u.TLSConfig
 	}
+	return opts, nil
+}
+
+// writeTimeout is the http.Server's WriteTimeout for a request deadline
+// of requestTimeout: the default, or more when the deadline is near it, so
+// that a request past its deadline gets its 503 "timeout" instead of a cut
+// connection (WriteTimeout runs from the end of the headers, body read
+// included).
+func writeTimeout(requestTimeout time.Duration) time.Duration {
+	return max(server.WriteTimeout, requestTimeout+10*time.Second)
+}
+
+// newLimiter returns the rate-limit store: Redis when configured (with its
+// client, which the caller closes), else in memory (and a nil client).
+func newLimiter(c serveConfig, srv *server.Server, log *slog.Logger) (ratelimit.Store, *redis.Client, error) {
+	if c.redisOpts == nil {
+		return ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), nil, nil
+	}
 	redis.SetLogger(redisLog{log})
-	client := redis.NewClient(opts)
+	client := redis.NewClient(c.redisOpts)
 	metrics, err := redisstore.NewMetrics(srv.Registry())
 	if err != nil {
 		client.Close()
@@ -239,8 +271,13 @@ func newLimiter(c serveConfig, srv *server.Server, log *slog.Logger) (ratelimit.
 		client.Close()
 		return nil, nil, err
 	}
-	return rs, func() { client.Close() }, nil
+	return rs, client, nil
 }
+
+// redisPing checks Redis for /readyz.
+type redisPing struct{ c *redis.Client }
+
+func (p redisPing) Ping(ctx context.Context) error { return p.c.Ping(ctx).Err() }
 
 // redisLog sends go-redis's own messages (dial failures during an outage)
 // to the JSON log at WARN instead of its default plain-text stderr.

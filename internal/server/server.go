@@ -28,9 +28,15 @@ const (
 	ReadTimeout       = 30 * time.Second
 	WriteTimeout      = 60 * time.Second
 	IdleTimeout       = 120 * time.Second
-	MaxHeaderBytes    = 64 << 10
-	ShutdownTimeout   = 30 * time.Second
+	// MaxHeaderBytes bounds a request's header block to 64 KiB: net/http
+	// allows 4 KiB more than its MaxHeaderBytes, which the server is given
+	// less by that much.
+	MaxHeaderBytes  = 64 << 10
+	ShutdownTimeout = 30 * time.Second
 )
+
+// headerSlack is what net/http adds to http.Server.MaxHeaderBytes.
+const headerSlack = 4096
 
 // DefaultBodyLimit is the largest request body accepted by default.
 const DefaultBodyLimit = 1 << 20
@@ -149,7 +155,11 @@ func successField(next http.Handler) http.Handler {
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	body := `{"status":"ok"}` + "\n"
+	if apierror.OptionsFrom(r.Context()).SuccessField {
+		body = `{"success":true,"status":"ok"}` + "\n"
+	}
+	_, _ = w.Write([]byte(body))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -176,9 +186,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		ReadTimeout:       to.Read,
 		WriteTimeout:      to.Write,
 		IdleTimeout:       to.Idle,
-		MaxHeaderBytes:    MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		MaxHeaderBytes:    MaxHeaderBytes - headerSlack,
+		// "OPTIONS *" goes to the handler (the router answers it with the
+		// envelope), not to net/http's own 200 outside the chain.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+		BaseContext:                  func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
