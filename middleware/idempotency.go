@@ -70,6 +70,16 @@ type IdempotencyOptions struct {
 	// Logger receives store failures that happen after the response was
 	// sent; nil discards.
 	Logger *slog.Logger
+
+	// afterFunc schedules lease renewals; nil means time.AfterFunc. Tests
+	// set it (export_test.go) to fire renewals on an injected clock.
+	afterFunc func(d time.Duration, f func()) leaseTimer
+}
+
+// leaseTimer is the part of *time.Timer that lease renewal uses.
+type leaseTimer interface {
+	Reset(d time.Duration) bool
+	Stop() bool
 }
 
 // IdempotencyStores reports whether a handler's answer with status is
@@ -154,6 +164,9 @@ func Idempotency(st store.Idempotency, opts IdempotencyOptions) Middleware {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.afterFunc == nil {
+		opts.afterFunc = func(d time.Duration, f func()) leaseTimer { return time.AfterFunc(d, f) }
 	}
 	replay := make([]string, len(opts.ReplayHeaders))
 	for i, h := range opts.ReplayHeaders {
@@ -305,7 +318,7 @@ func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Ide
 	}
 
 	cw := &captureWriter{ResponseWriter: w, keep: opts.ReplayHeaders, max: opts.MaxResponseBytes}
-	lease := keepLease(bg, st, rec, opts.Lease, log)
+	lease := keepLease(bg, st, rec, opts.Lease, opts.afterFunc, log)
 	finished := false
 	defer func() {
 		lease.stop()
@@ -365,11 +378,12 @@ func SetReplayBody(w http.ResponseWriter, body []byte) {
 // leaseKeeper renews a claim's lease while its handler runs.
 type leaseKeeper struct {
 	mu      sync.Mutex
-	t       *time.Timer
+	t       leaseTimer
 	stopped bool
 }
 
-func keepLease(ctx context.Context, st store.Idempotency, rec store.IdempotencyRecord, lease time.Duration, log func() *slog.Logger) *leaseKeeper {
+func keepLease(ctx context.Context, st store.Idempotency, rec store.IdempotencyRecord, lease time.Duration,
+	afterFunc func(time.Duration, func()) leaseTimer, log func() *slog.Logger) *leaseKeeper {
 	every := max(lease/3, time.Millisecond)
 	k := &leaseKeeper{}
 	beat := func() {
@@ -390,7 +404,7 @@ func keepLease(ctx context.Context, st store.Idempotency, rec store.IdempotencyR
 		k.t.Reset(every)
 	}
 	k.mu.Lock()
-	k.t = time.AfterFunc(every, beat)
+	k.t = afterFunc(every, beat)
 	k.mu.Unlock()
 	return k
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,19 +46,14 @@ const testBodyLimit = 1024
 
 func newIdemEnv(t *testing.T) *idemEnv {
 	t.Helper()
-	return newIdemEnvWith(t, false, middleware.IdempotencyOptions{})
+	return newIdemEnvWith(t, middleware.IdempotencyOptions{})
 }
 
-// newIdemEnvWith is newIdemEnv with opts, and the store on the wall clock
-// when wall is set.
-func newIdemEnvWith(t *testing.T, wall bool, opts middleware.IdempotencyOptions) *idemEnv {
+// newIdemEnvWith is newIdemEnv with opts.
+func newIdemEnvWith(t *testing.T, opts middleware.IdempotencyOptions) *idemEnv {
 	t.Helper()
 	c := testenv.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
-	now := c.Now
-	if wall {
-		now = time.Now
-	}
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "idem.db"), sqlite.WithClock(now))
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "idem.db"), sqlite.WithClock(c.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,25 +416,107 @@ func TestIdempotencyLeaseTakeover(t *testing.T) {
 	}
 }
 
-// TestIdempotencyLeaseRenewal holds a request in its handler for several
-// of its (short, wall-clock) leases: the renewals keep its claim, so every
-// concurrent request meanwhile gets 409, never a second run.
+// fakeLeaseTimers schedules lease renewals for the test to fire by hand.
+type fakeLeaseTimers struct {
+	mu     sync.Mutex
+	timers []*fakeLeaseTimer
+}
+
+func (ft *fakeLeaseTimers) afterFunc(d time.Duration, f func()) middleware.LeaseTimer {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	t := &fakeLeaseTimer{d: d, f: f, armed: true}
+	ft.timers = append(ft.timers, t)
+	return t
+}
+
+// only returns the one timer scheduled so far.
+func (ft *fakeLeaseTimers) only(t *testing.T) *fakeLeaseTimer {
+	t.Helper()
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if len(ft.timers) != 1 {
+		t.Fatalf("%d lease timers scheduled, want 1", len(ft.timers))
+	}
+	return ft.timers[0]
+}
+
+type fakeLeaseTimer struct {
+	mu    sync.Mutex
+	d     time.Duration
+	f     func()
+	armed bool
+}
+
+func (t *fakeLeaseTimer) Reset(d time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	was := t.armed
+	t.d, t.armed = d, true
+	return was
+}
+
+func (t *fakeLeaseTimer) Stop() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	was := t.armed
+	t.armed = false
+	return was
+}
+
+func (t *fakeLeaseTimer) isArmed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.armed
+}
+
+// fire moves clock to the timer's due time and runs its function (a lease
+// renewal) to completion; it returns how far the clock moved.
+func (t *fakeLeaseTimer) fire(tb testing.TB, clock *testenv.Clock) time.Duration {
+	tb.Helper()
+	t.mu.Lock()
+	if !t.armed {
+		t.mu.Unlock()
+		tb.Fatal("lease renewal timer not armed: renewals stopped")
+	}
+	d, f := t.d, t.f
+	t.armed = false
+	t.mu.Unlock()
+	clock.Add(d)
+	f()
+	return d
+}
+
+// TestIdempotencyLeaseRenewal holds a request in its handler for three of
+// its leases, on an injected clock whose renewals the test fires: each
+// renewal keeps the claim, so every concurrent request meanwhile gets 409,
+// never a second run (without renewals the claim would be taken over once
+// the clock reaches the lease, as in TestIdempotencyLeaseTakeover).
 func TestIdempotencyLeaseRenewal(t *testing.T) {
-	const lease = 300 * time.Millisecond
-	e := newIdemEnvWith(t, true, middleware.IdempotencyOptions{Lease: lease})
+	const lease = 30 * time.Second
+	timers := &fakeLeaseTimers{}
+	e := newIdemEnvWith(t, middleware.WithLeaseTimers(middleware.IdempotencyOptions{Lease: lease}, timers.afterFunc))
 	firstc := make(chan *httptest.ResponseRecorder)
 	go func() { firstc <- e.do("POST", "/block", `{}`, key("k")...) }()
 	<-e.started
-	start, tries := time.Now(), 0
-	for time.Since(start) < 4*lease {
-		tries++
-		wantCode(t, fmt.Sprintf("try %d at %v", tries, time.Since(start)), e.do("POST", "/block", `{}`, key("k")...), 409, apierror.IdempotencyKeyInUse)
+	renewal := timers.only(t)
+	var elapsed time.Duration
+	for n := 1; elapsed <= 3*lease; n++ {
+		d := renewal.fire(t, e.clock)
+		if d <= 0 || d >= lease {
+			t.Fatalf("renewal %d came %v after the previous one, want within the %v lease", n, d, lease)
+		}
+		elapsed += d
+		wantCode(t, fmt.Sprintf("after renewal %d, %v into the run", n, elapsed), e.do("POST", "/block", `{}`, key("k")...), 409, apierror.IdempotencyKeyInUse)
 	}
 	close(e.release)
 	first := <-firstc
 	wantReplay(t, first, e.do("POST", "/block", `{}`, key("k")...))
 	if n := e.runs.Load(); n != 1 {
 		t.Errorf("handler ran %d times, want 1", n)
+	}
+	if renewal.isArmed() {
+		t.Error("lease renewal still scheduled after the run finished")
 	}
 }
 
@@ -680,7 +758,7 @@ func TestIdempotencyRetentionAboveLease(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newIdemEnvWith(t, false, tt.opts)
+			e := newIdemEnvWith(t, tt.opts)
 			if w := e.do("POST", "/things", `{}`, key("k")...); w.Code != 201 {
 				t.Fatalf("first: %d %s", w.Code, w.Body)
 			}

@@ -629,8 +629,9 @@ func testSessions(t *testing.T, l *live) {
 	})
 }
 
-// listAll pages through path with limit, checking that every page but the
-// last is full and carries a cursor.
+// listAll pages through path with limit, checking that no page holds more
+// than limit items and that every page but the last is full and carries a
+// cursor.
 func listAll[T any](t *testing.T, l *live, path string, limit int) []T {
 	t.Helper()
 	var all []T
@@ -652,6 +653,9 @@ func listAll[T any](t *testing.T, l *live, path string, limit int) []T {
 			Data       []T     `json:"data"`
 			NextCursor *string `json:"next_cursor"`
 		}](t, r)
+		if len(page.Data) > limit {
+			t.Fatalf("GET %s%s: a page of %d items, limit %d", path, q, len(page.Data), limit)
+		}
 		all = append(all, page.Data...)
 		if page.NextCursor == nil {
 			return all

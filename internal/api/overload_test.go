@@ -26,6 +26,7 @@ type outcome struct {
 	status     int
 	retryAfter string
 	code       apierror.Code
+	reason     any // details.reason of an error answer
 	took       time.Duration
 	err        error
 }
@@ -50,7 +51,8 @@ func post(client *http.Client, ts *httptest.Server, key string) outcome {
 	if err == nil {
 		o.status, o.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 		if resp.StatusCode != 201 {
-			o.code = apierror.Decode(resp).Code
+			e := apierror.Decode(resp)
+			o.code, o.reason = e.Code, e.Details["reason"]
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -130,14 +132,48 @@ func p99Of(os []outcome, status int) time.Duration {
 	return d[len(d)*99/100]
 }
 
-// TestOverload measures what the server holds (POST /v1/leads, closed
-// loop at its concurrency limit, bound by SQLite's durable commits), then
-// offers 4× that rate from paced workers. Refused requests get 503
-// SERVICE_UNAVAILABLE, reason overloaded, with Retry-After: 1; nothing
-// times out and nothing is a 500. TOLLGATE_LOAD=1 runs it for 5 s and logs
-// the latencies; the latency bound itself is measured by bench/overload.sh
-// with the server and the load generator on separate cores, since here
-// they share the test's CPUs.
+// holdStore parks the first holdN CreateLead calls made while hold is set
+// until release is closed, announcing each on entered: the requests making
+// them keep their Concurrency slots for as long as the test wants.
+type holdStore struct {
+	store.Store
+	hold    atomic.Bool
+	holdN   int64
+	held    atomic.Int64
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *holdStore) CreateLead(ctx context.Context, l store.Lead) (store.Lead, error) {
+	if s.hold.Load() && s.held.Add(1) <= s.holdN {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return s.Store.CreateLead(ctx, l)
+}
+
+// wantRefused fails unless o is Concurrency's refusal: 503
+// SERVICE_UNAVAILABLE, reason "overloaded", Retry-After: 1.
+func wantRefused(t *testing.T, what string, o outcome) {
+	t.Helper()
+	if o.status != 503 || o.code != apierror.ServiceUnavailable || o.reason != "overloaded" || o.retryAfter != "1" {
+		t.Fatalf("%s: status %d, code %s, reason %v, Retry-After %q (err %v); want 503 SERVICE_UNAVAILABLE, reason overloaded, Retry-After 1",
+			what, o.status, o.code, o.reason, o.retryAfter, o.err)
+	}
+}
+
+// TestOverload first holds every one of the server's concurrency slots
+// with requests parked inside the store and requires that the requests
+// arriving meanwhile are all refused with 503 SERVICE_UNAVAILABLE, reason
+// overloaded, Retry-After: 1, and that the parked ones then succeed. It
+// then measures what the server holds (POST /v1/leads, closed loop at its
+// concurrency limit, bound by SQLite's durable commits) and offers 4× that
+// rate from paced workers: every answer must be a 201 or that same 503;
+// nothing times out and nothing is a 500 (how many are refused depends on
+// the host, so that part only logs the count). TOLLGATE_LOAD=1 runs it for
+// 5 s and logs the latencies; the latency bound itself is measured by
+// bench/overload.sh with the server and the load generator on separate
+// cores, since here they share the test's CPUs.
 func TestOverload(t *testing.T) {
 	const limit = 4
 	load := os.Getenv("TOLLGATE_LOAD") == "1"
@@ -145,7 +181,7 @@ func TestOverload(t *testing.T) {
 	if load {
 		n = 500
 	}
-	st := sqliteStore(t)
+	st := &holdStore{Store: sqliteStore(t), holdN: limit, entered: make(chan struct{}), release: make(chan struct{})}
 	ctx := context.Background()
 	acc, _, _ := st.EnsureAccount(ctx, "acme")
 	key, err := api.CreateKey(ctx, st, acc.ID, api.KeyRequest{Name: "k", Scopes: []string{auth.ScopeLeadsRead, auth.ScopeLeadsWrite}})
@@ -156,6 +192,31 @@ func TestOverload(t *testing.T) {
 	api.New(api.Config{Store: st, Verifier: auth.NewVerifier(store.AuthKeys(st))}).Routes(srv.Handle)
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
+
+	// Saturation: limit requests hold every slot; the next ones are
+	// refused, whatever the host's speed. (The client's timeout only
+	// bounds a broken limiter that queues them instead.)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: limit + 1}}
+	release := sync.OnceFunc(func() { close(st.release) })
+	defer release() // before ts.Close, which waits for the parked requests
+	st.hold.Store(true)
+	heldOut := make(chan outcome, limit)
+	for range limit {
+		go func() { heldOut <- post(client, ts, key.Secret) }()
+	}
+	for range limit {
+		<-st.entered
+	}
+	for i := range 2 * limit {
+		wantRefused(t, fmt.Sprintf("request %d with all %d slots held", i, limit), post(client, ts, key.Secret))
+	}
+	st.hold.Store(false)
+	release()
+	for range limit {
+		if o := <-heldOut; o.status != 201 {
+			t.Fatalf("a request that held a slot: status %d, code %s (err %v)", o.status, o.code, o.err)
+		}
+	}
 
 	// Capacity: what limit closed-loop clients get through.
 	start := time.Now()
@@ -172,9 +233,7 @@ func TestOverload(t *testing.T) {
 		switch o.status {
 		case 201:
 		case 503:
-			if o.code != apierror.ServiceUnavailable || o.retryAfter != "1" {
-				t.Fatalf("503 with code %s, Retry-After %q", o.code, o.retryAfter)
-			}
+			wantRefused(t, "under overload", o)
 		default:
 			t.Fatalf("status %d under overload: %v", o.status, o.err)
 		}

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -71,11 +72,13 @@ func TestRevocationAcrossInstances(t *testing.T) {
 }
 
 // TestRevocationLatencyRealClock measures, on the real clock, how long
-// instance B keeps accepting a key revoked through A. It asserts only the
-// contract's bound, with slack for a loaded machine, and logs the figure.
+// instance B keeps accepting a key revoked through A, and logs the figure.
+// The contract itself (refused within the verifier's 1 s cache lifetime) is
+// TestRevocationAcrossInstances's, on an injected clock; this one depends
+// on the machine, so it runs only with TOLLGATE_LOAD=1.
 func TestRevocationLatencyRealClock(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real-clock measurement; skipped with -short")
+	if os.Getenv("TOLLGATE_LOAD") != "1" {
+		t.Skip("load test: set TOLLGATE_LOAD=1")
 	}
 	url := testenv.Postgres(t)
 	a, db := instance(t, url, time.Now)
@@ -97,9 +100,9 @@ func TestRevocationLatencyRealClock(t *testing.T) {
 	revoked := time.Now()
 	for call(b, "GET", "/v1/keys", victim.Secret) == 200 {
 		if time.Since(revoked) > 5*time.Second {
-			t.Fatal("instance B still accepts the key 5 s after revocation")
+			t.Fatal("instance B still accepts the key 5 s after revocation") // ends the measurement
 		}
-		time.Sleep(time.Millisecond) // poll interval, not a timing claim
+		time.Sleep(time.Millisecond) // poll interval of the measurement
 	}
 	t.Logf("instance B refused the revoked key %v after revocation", time.Since(revoked).Round(time.Millisecond))
 }

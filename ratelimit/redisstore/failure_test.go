@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -123,12 +125,75 @@ func TestRedisKilled(t *testing.T) {
 	}
 }
 
-// TestRedisHung pauses redis-server (SIGSTOP): each call gives up at the
-// store's Timeout instead of the client's default 5 s read timeout, and the
-// breaker then stops waiting at all.
+// TestRedisHung pauses redis-server (SIGSTOP): every script call goes to
+// Redis under a deadline of at most the store's Timeout (not the client's
+// read timeout), the breaker opens after its threshold of failures, and
+// from then on calls stop reaching Redis at all, except one probe per
+// cool-down. What reaches Redis is counted by a client hook, and the
+// breaker's cool-down runs on a fake clock, so nothing here depends on how
+// fast the machine is. TOLLGATE_LOAD=1 also logs how long the calls took.
 func TestRedisHung(t *testing.T) {
 	for _, v := range storeVariants {
 		t.Run(v.name, func(t *testing.T) { testRedisHung(t, v.opts) })
+	}
+}
+
+// deadlineRecorder is a go-redis hook that counts the script calls
+// (EVALSHA, EVAL) sent to Redis while on, and records every one whose
+// context has no deadline or a deadline further than max away.
+type deadlineRecorder struct {
+	max time.Duration
+	on  atomic.Bool
+
+	mu    sync.Mutex
+	calls int
+	bad   []string
+}
+
+func (h *deadlineRecorder) check(ctx context.Context, cmds ...redis.Cmder) {
+	if !h.on.Load() {
+		return
+	}
+	dl, ok := ctx.Deadline()
+	left := time.Until(dl)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, cmd := range cmds {
+		if name := cmd.Name(); name != "evalsha" && name != "eval" {
+			continue
+		}
+		h.calls++
+		switch {
+		case !ok:
+			h.bad = append(h.bad, cmd.Name()+" without a deadline")
+		case left > h.max:
+			h.bad = append(h.bad, fmt.Sprintf("%s with a deadline %v away, more than the %v timeout", cmd.Name(), left, h.max))
+		}
+	}
+}
+
+// take returns the calls counted and the faults recorded since the last take.
+func (h *deadlineRecorder) take() (calls int, bad []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	calls, bad = h.calls, h.bad
+	h.calls, h.bad = 0, nil
+	return calls, bad
+}
+
+func (h *deadlineRecorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *deadlineRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.check(ctx, cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *deadlineRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.check(ctx, cmds...)
+		return next(ctx, cmds)
 	}
 }
 
@@ -136,9 +201,12 @@ func testRedisHung(t *testing.T, opts redisstore.Options) {
 	srv := testenv.StartRedis(t)
 	client := redis.NewClient(redisstore.ClientOptions(srv.Addr()))
 	defer client.Close()
+	const timeout, cooldown, threshold = 50 * time.Millisecond, time.Second, 8
+	hook := &deadlineRecorder{max: timeout}
+	client.AddHook(hook)
 	clock := newFakeClock()
-	const timeout, cooldown = 50 * time.Millisecond, time.Second
-	opts.Now, opts.Timeout, opts.BreakerThreshold, opts.BreakerCooldown = clock.Now, timeout, 2, cooldown
+	m, reg := newMetrics(t)
+	opts.Now, opts.Timeout, opts.BreakerThreshold, opts.BreakerCooldown, opts.Metrics = clock.Now, timeout, threshold, cooldown, m
 	s, err := redisstore.New(client, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -158,32 +226,85 @@ func testRedisHung(t *testing.T, opts redisstore.Options) {
 	if !healthy {
 		t.Fatal("no Take answered by Redis within the timeout before the pause")
 	}
+	errorsBefore := metricValue(t, reg, "tollgate_ratelimit_redis_errors_total")
+	if got := metricValue(t, reg, "tollgate_ratelimit_degraded"); got != 0 {
+		t.Fatalf("degraded gauge = %v before the pause, want 0", got)
+	}
 
 	srv.Signal(syscall.SIGSTOP)
 	defer srv.Signal(syscall.SIGCONT)
-	// 64 concurrent callers, then more calls once the breaker is open; the
-	// fallback's limit is never reached.
+	hook.on.Store(true)
+	// The fallback's limit is never reached.
 	p = []ratelimit.Policy{{Name: "wide", Limit: 1000, Window: time.Hour}}
-	var wg sync.WaitGroup
-	for g := range 64 {
-		wg.Go(func() {
-			for i := range 3 {
-				start := time.Now()
-				r, err := s.Take(ctx, fmt.Sprint("k", g%8), p, 1)
-				elapsed := time.Since(start)
-				if err != nil || !r.Allowed || !r.Degraded {
-					t.Errorf("hung Take #%d.%d = %+v, %v; want allowed by the local fallback", g, i, r, err)
+	var (
+		mu      sync.Mutex
+		slowest time.Duration
+	)
+	// takes runs callers goroutines of n Takes each; every one must be
+	// allowed by the local fallback.
+	takes := func(phase string, callers, n int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for g := range callers {
+			wg.Go(func() {
+				for i := range n {
+					start := time.Now()
+					r, err := s.Take(ctx, fmt.Sprint("k", g%8), p, 1)
+					elapsed := time.Since(start)
+					mu.Lock()
+					slowest = max(slowest, elapsed)
+					mu.Unlock()
+					if err != nil || !r.Allowed || !r.Degraded {
+						t.Errorf("%s: hung Take #%d.%d = %+v, %v; want allowed by the local fallback", phase, g, i, r, err)
+					}
 				}
-				// Generous bound for a loaded machine: the point is 5× below
-				// the 5 s a default client would wait.
-				if elapsed > time.Second {
-					t.Errorf("hung Take #%d.%d took %v, want about the %v timeout (or nothing once the breaker is open)",
-						g, i, elapsed, timeout)
-				}
-			}
-		})
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	// wantRedis checks what reached Redis since the last check: between
+	// minCalls and maxCalls script calls.
+	wantRedis := func(phase string, minCalls, maxCalls int, wantErrors float64, wantDegraded float64) {
+		t.Helper()
+		got, bad := hook.take()
+		for _, b := range bad {
+			t.Errorf("%s: %s", phase, b)
+		}
+		if got < minCalls || got > maxCalls {
+			t.Errorf("%s: %d script calls reached Redis, want %d to %d", phase, got, minCalls, maxCalls)
+		}
+		if got := metricValue(t, reg, "tollgate_ratelimit_redis_errors_total") - errorsBefore; got != wantErrors {
+			t.Errorf("%s: redis errors = %v, want %v", phase, got, wantErrors)
+		}
+		if got := metricValue(t, reg, "tollgate_ratelimit_degraded"); got != wantDegraded {
+			t.Errorf("%s: degraded gauge = %v, want %v", phase, got, wantDegraded)
+		}
+	}
+
+	// threshold concurrent callers: the breaker opens only once all of
+	// them have failed (each counts as a Redis error). Each reaches Redis
+	// under the store's timeout, except, when batching, one still queued
+	// behind the batches in flight at its deadline, which fails unsent.
+	takes("breaker closed", threshold, 1)
+	minCalls := threshold
+	if opts.MaxBatch != 1 {
+		minCalls = 1
+	}
+	wantRedis("breaker closed", minCalls, threshold, threshold, 1)
+	if os.Getenv("TOLLGATE_LOAD") == "1" {
+		t.Logf("slowest Take while the breaker was closed: %v (timeout %v)", slowest, timeout)
+	}
+	// Open, and the clock does not move: nothing reaches Redis.
+	slowest = 0
+	takes("breaker open", 64, 3)
+	wantRedis("breaker open", 0, 0, threshold, 1)
+	// Past the cool-down: exactly one probe, which fails and reopens it.
+	clock.Add(cooldown)
+	takes("cool-down over", 64, 3)
+	wantRedis("cool-down over", 1, 1, threshold+1, 1)
+	if os.Getenv("TOLLGATE_LOAD") == "1" {
+		t.Logf("slowest Take once the breaker had opened (one of them is the probe): %v", slowest)
+	}
 }
 
 // corruptInterval is a go-redis hook that sets the first policy's interval

@@ -134,12 +134,21 @@ func testListLeads(t *testing.T, h Harness) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []store.Lead
 			after := ""
-			for page := 0; page <= len(all); page++ {
+			for page := 0; ; page++ {
+				if page > len(all) {
+					t.Fatal("ListLeads: pages never end")
+				}
 				list, next, err := e.s.ListLeads(e.ctx, acme.ID, tt.filter, store.Page{After: after, Limit: tt.limit})
 				wantErr(t, "ListLeads", err, nil)
+				if max := (store.Page{Limit: tt.limit}).EffectiveLimit(); len(list) > max {
+					t.Fatalf("ListLeads page of %d items, limit %d", len(list), max)
+				}
 				got = append(got, list...)
 				if next == "" {
 					break
+				}
+				if len(list) == 0 || next != list[len(list)-1].ID {
+					t.Fatalf("ListLeads next = %q, want the last item's ID", next)
 				}
 				after = next
 			}
