@@ -58,6 +58,34 @@ func TestVerifierForgetBeatsLoadInFlight(t *testing.T) {
 // that Forget (or a replacement, or an eviction) has just taken out of the
 // cache. Each case runs many rounds: the races are narrow.
 func TestVerifierLatestUseFlushed(t *testing.T) {
+	// The interleaving the concurrent rounds below can only hope to hit:
+	// a use recorded on an entry Forget has just taken out of the cache.
+	t.Run("use after Forget", func(t *testing.T) {
+		t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		st := newFakeStore()
+		k := mustKey(t, true)
+		st.add(k, auth.KeyRecord{ID: "key_1", AccountID: "acc_1"})
+		v := auth.NewVerifier(st, auth.WithClock(func() time.Time { return t0 }), auth.WithTTL(time.Hour))
+		if _, err := v.Verify(context.Background(), k); err != nil {
+			t.Fatal(err)
+		}
+		later := t0.Add(time.Minute)
+		if !v.ForgetThenTouch(auth.Hash(k), later) {
+			t.Fatal("key not cached after Verify")
+		}
+		if err := v.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var got time.Time
+		for _, c := range st.touchCalls() {
+			if c["key_1"].After(got) {
+				got = c["key_1"]
+			}
+		}
+		if !got.Equal(later) {
+			t.Errorf("last_used_at flushed = %v, want the latest use %v", got, later)
+		}
+	})
 	for _, tt := range []struct {
 		name   string
 		forget bool

@@ -110,9 +110,8 @@ func unauthorized(reason, message string) *apierror.Error {
 	return apierror.New(apierror.Unauthorized, message).With("reason", reason)
 }
 
-// authError maps a Verify error to the answer. A lookup cut short by the
-// request's own deadline or cancellation (middleware.Timeout, a client
-// gone) is that, 503 "timeout" or "cancelled", not a store outage.
+// authError maps a Verify error to the answer (see storeFailure for a
+// failed lookup).
 func authError(ctx context.Context, err error) *apierror.Error {
 	switch {
 	case errors.Is(err, auth.ErrMissing):
@@ -126,12 +125,20 @@ func authError(ctx context.Context, err error) *apierror.Error {
 	case errors.Is(err, auth.ErrExpired):
 		return unauthorized("expired", "The API key has expired.")
 	}
+	// auth.ErrUnavailable, and anything else: never a 401 for an outage.
+	return storeFailure(ctx, err, "The key store is unavailable.", "store_unavailable")
+}
+
+// storeFailure is the answer to a store call that failed: 503 with reason
+// (a store outage), or, when the request's own deadline or cancellation
+// cut the call short (middleware.Timeout, a client gone), 503 "timeout"
+// or "cancelled", so that slow requests do not read as an outage.
+func storeFailure(ctx context.Context, err error, message, reason string) *apierror.Error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return apierror.From(fmt.Errorf("%w: %w", ctxErr, err))
 	}
-	// auth.ErrUnavailable, and anything else: never a 401 for an outage.
-	return apierror.Wrap(err, apierror.ServiceUnavailable, "The key store is unavailable.").
-		With("reason", "store_unavailable").WithRetryAfter(time.Second)
+	return apierror.Wrap(err, apierror.ServiceUnavailable, message).
+		With("reason", reason).WithRetryAfter(time.Second)
 }
 
 // presentedKey returns the key from the Authorization or x-api-key header.

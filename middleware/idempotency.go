@@ -204,8 +204,7 @@ func Idempotency(st store.Idempotency, opts IdempotencyOptions) Middleware {
 				AccountID: p.AccountID, Key: key, Fingerprint: fp, Lease: opts.Lease, Retention: opts.Retention,
 			})
 			if err != nil {
-				apierror.Write(w, r, apierror.Wrap(err, apierror.ServiceUnavailable, "The idempotency store is unavailable.").
-					With("reason", "store_unavailable").WithRetryAfter(time.Second))
+				apierror.Write(w, r, storeFailure(r.Context(), err, "The idempotency store is unavailable.", "store_unavailable"))
 				return
 			}
 			if !claimed {

@@ -639,6 +639,22 @@ func TestIdempotencyRefusals(t *testing.T) {
 			t.Error("the handler ran without a claim")
 		}
 	})
+	t.Run("request past its deadline", func(t *testing.T) {
+		e := newIdemEnv(t)
+		ctx, cancel := context.WithDeadline(context.Background(), time.Unix(1, 0))
+		defer cancel()
+		r := httptest.NewRequestWithContext(ctx, "POST", "/things", strings.NewReader("{}"))
+		r.Header.Set("Content-Type", "application/json")
+		for i, kv := 0, key("k"); i+1 < len(kv); i += 2 {
+			r.Header.Set(kv[i], kv[i+1])
+		}
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, r)
+		got := wantCode(t, "past deadline", w, 503, apierror.ServiceUnavailable)
+		if got.Details["reason"] != "timeout" {
+			t.Errorf("reason %v, want timeout (the request's deadline, not a store outage)", got.Details["reason"])
+		}
+	})
 }
 
 // stubVerifier accepts the key "good" as acct's.

@@ -92,8 +92,7 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 			res, err := cfg.Store.Take(r.Context(), key, policies, 1)
 			st.serveArrival(false)
 			if err != nil {
-				apierror.Write(w, r, apierror.Wrap(err, apierror.ServiceUnavailable, "Rate limiting is unavailable.").
-					With("reason", "ratelimit_unavailable").WithRetryAfter(time.Second))
+				apierror.Write(w, r, storeFailure(r.Context(), err, "Rate limiting is unavailable.", "ratelimit_unavailable"))
 				return
 			}
 			now, ok := st.startTime()

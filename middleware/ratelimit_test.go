@@ -242,11 +242,23 @@ func TestRateLimitStoreDown(t *testing.T) {
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
 			e := apierror.Decode(w.Result())
-			if w.Code != 503 || e.Code != apierror.ServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			if w.Code != 503 || e.Code != apierror.ServiceUnavailable || e.Details["reason"] != "ratelimit_unavailable" || w.Header().Get("Retry-After") == "" {
 				t.Errorf("store down: %d %s %v", w.Code, e.Code, e.Details)
 			}
 		})
 	}
+	// A store call that failed because the request's own deadline passed
+	// is a timeout, not an outage.
+	t.Run("request past its deadline", func(t *testing.T) {
+		h := limited(t, failingStore{context.DeadlineExceeded}, 0, nil, nil)
+		ctx, cancel := context.WithDeadline(context.Background(), time.Unix(1, 0))
+		defer cancel()
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequestWithContext(ctx, "GET", "/", nil))
+		if e := apierror.Decode(w.Result()); w.Code != 503 || e.Details["reason"] != "timeout" {
+			t.Errorf("%d %v, want 503 timeout", w.Code, e.Details)
+		}
+	})
 }
 
 func TestParseHeaderFamilies(t *testing.T) {

@@ -126,8 +126,9 @@ type Keys interface {
 	// Revoking a revoked key keeps the first time and is not an error.
 	RevokeKey(ctx context.Context, accountID, id string, at time.Time) (APIKey, error)
 	// RotateKey, in one transaction, creates next as CreateKey would
-	// (empty Name and RatePlan and nil Scopes are taken from the old key,
-	// AccountID is accountID) and sets the old key's ExpiresAt to
+	// (empty Name and RatePlan, nil Scopes and nil ExpiresAt are taken from
+	// the old key as it was, AccountID is accountID: see RotatedKey) and
+	// sets the old key's ExpiresAt to
 	// now+overlap, unless it already expires earlier. Rotating a revoked
 	// or expired key is ErrConflict. It returns the new key and the old key
 	// as updated.

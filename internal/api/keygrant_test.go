@@ -10,6 +10,7 @@ import (
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/internal/api"
+	"github.com/tollgate-dev/tollgate/ratelimit"
 )
 
 // TestKeyGrantBounds checks that a key manages only keys that can do no
@@ -137,4 +138,26 @@ func TestKeyRateStoredNormalised(t *testing.T) {
 	pad := strings.Repeat(" ", 900<<10)
 	wantError(t, l.as("POST", "/v1/keys", `{"name":"p","scopes":["leads:read"],"rate":"`+pad+`600/1m"}`),
 		apierror.ValidationError, "", map[string]any{"field": "rate"})
+}
+
+// TestKeyRateLength: the longest valid plan in normal form passes
+// validation; the bound only stops padding.
+func TestKeyRateLength(t *testing.T) {
+	longest := "9223372036854775807/2562047h47m16.854775807s;burst=1152921504606846"
+	if p, err := ratelimit.ParsePolicy(longest); err != nil || p.String() != longest {
+		t.Fatalf("ParsePolicy(%q) = %v, %v; want it valid and normal", longest, p, err)
+	}
+	for _, tt := range []struct {
+		rate    string
+		wantErr bool
+	}{
+		{longest, false},
+		{"  " + longest + "  ", false},
+		{strings.Repeat(" ", 200) + "60/1m", true},
+	} {
+		err := api.KeyRequest{Name: "x", Scopes: []string{"leads:read"}, Rate: tt.rate}.Validate(time.Now())
+		if (err != nil) != tt.wantErr {
+			t.Errorf("Validate(rate of %d bytes) = %v, want error %v", len(tt.rate), err, tt.wantErr)
+		}
+	}
 }

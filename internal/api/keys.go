@@ -13,9 +13,11 @@ import (
 	"github.com/tollgate-dev/tollgate/store"
 )
 
-// maxRateLen bounds the length of a key's rate as sent: the longest valid
-// plan ("9223372036854775807/1d;burst=9223372036854775807") is 50 bytes.
-const maxRateLen = 64
+// maxRateLen bounds the length of a key's rate as sent (it is stored
+// normalised): the longest valid plan in normal form, such as
+// "9223372036854775807/2562047h47m16.854775807s;burst=1152921504606846",
+// is 67 bytes, which leaves room for spaces.
+const maxRateLen = 128
 
 // DefaultRotationOverlap is how long a rotated key stays valid when the
 // request names no overlap.

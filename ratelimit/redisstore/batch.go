@@ -27,10 +27,11 @@ type call struct {
 // than maxLeaders batches in flight leads one, taking every pending call
 // (up to maxBatch), and when its batch is done it passes the lead to a
 // caller still waiting, if any. Every call has a deadline, Timeout after it
-// was queued: a batch runs under the earliest deadline of its calls, and a
-// call still queued at its deadline fails with context.DeadlineExceeded
-// without being sent, so no caller waits much more than Timeout however
-// many are queued. Safe for concurrent use.
+// was queued: a call still queued at its deadline fails with
+// context.DeadlineExceeded without being sent, and a batch runs under the
+// latest deadline of its calls (so a call just queued gets its whole
+// Timeout, whatever the age of the others), so no caller waits more than
+// about twice Timeout however many are queued. Safe for concurrent use.
 type batcher struct {
 	pipeline   func() redis.Pipeliner
 	now        func() time.Time // time.Now; tests inject a clock
@@ -129,13 +130,13 @@ func (b *batcher) expire(batch []*call) []*call {
 	return live
 }
 
-// exec runs a batch in one pipeline under the earliest deadline of its
+// exec runs a batch in one pipeline under the latest deadline of its
 // calls, retrying with EVAL the calls that found the script missing from
 // Redis's cache.
 func (b *batcher) exec(batch []*call) {
 	deadline := batch[0].deadline
 	for _, c := range batch[1:] {
-		if c.deadline.Before(deadline) {
+		if c.deadline.After(deadline) {
 			deadline = c.deadline
 		}
 	}

@@ -12,8 +12,10 @@ import (
 //     outcome (allowed, denied, error) and by what made them: redis,
 //     deny_cache (a key known to be over its limit), fallback (FailLocal
 //     while Redis is down), open (FailOpen), closed (FailClosed).
-//   - tollgate_ratelimit_degraded: 1 while the circuit breaker keeps Redis
-//     out of the decisions, else 0.
+//   - tollgate_ratelimit_degraded: how many of the stores sharing these
+//     Metrics have their circuit breaker keeping Redis out of the
+//     decisions (with one store: 1 while it does, else 0). A store that
+//     is dropped while degraded leaves its 1 counted.
 //   - tollgate_ratelimit_redis_errors_total: failed Redis calls.
 //
 // A Metrics may be shared by several stores; it is safe for concurrent use.
@@ -48,7 +50,7 @@ func buildMetrics() (*Metrics, []prometheus.Collector) {
 	}, []string{"outcome", "source"})
 	degraded := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "tollgate", Subsystem: "ratelimit", Name: "degraded",
-		Help: "1 while the circuit breaker keeps Redis out of rate-limit decisions.",
+		Help: "Stores whose circuit breaker keeps Redis out of rate-limit decisions (1 or 0 with one store).",
 	})
 	redisErrors := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "tollgate", Subsystem: "ratelimit", Name: "redis_errors_total",

@@ -112,9 +112,9 @@ type Options struct {
 	// needs no goroutine: callers take turns sending the batch. Zero means
 	// DefaultMaxBatch; 1 turns batching off, so every decision is its own
 	// EVALSHA under the caller's context. With batching a decision ignores
-	// its caller's context once queued and waits at most about Timeout
-	// from being queued: one still queued then fails as a timeout (the
-	// failure policy decides it) without being sent.
+	// its caller's context once queued and waits at most about twice
+	// Timeout: one still queued Timeout after it was queued fails as a
+	// timeout (the failure policy decides it) without being sent.
 	MaxBatch int
 }
 
