@@ -360,6 +360,19 @@ func TestParseRetryAfter(t *testing.T) {
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
 		{now.AddDate(100, 0, 0).Format(http.TimeFormat), 1 << 31 * time.Second, true},
 	}
+	// An HTTP date is the server's clock: with a Date header, the wait is
+	// from it, whatever the local clock says.
+	t.Run("date relative to the response's Date", func(t *testing.T) {
+		server := now.Add(-10 * time.Second) // the local clock runs 10 s ahead
+		h := http.Header{"Date": {server.Format(http.TimeFormat)}, "Retry-After": {server.Add(5 * time.Second).Format(http.TimeFormat)}}
+		if got, ok := apierror.ParseRetryAfter(h, now); got != 5*time.Second || !ok {
+			t.Errorf("ParseRetryAfter = %v, %v; want 5s, true", got, ok)
+		}
+		h.Set("Date", "garbage") // unparsable: the local clock
+		if got, ok := apierror.ParseRetryAfter(h, now); got != 0 || !ok {
+			t.Errorf("with a bad Date: %v, %v; want 0s, true", got, ok)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.value, func(t *testing.T) {
 			h := http.Header{}

@@ -40,8 +40,10 @@ func ParseRateLimit(h http.Header) (rl RateLimit, ok bool) {
 const maxRetryAfter = 1 << 31 * time.Second
 
 // ParseRetryAfter reads a Retry-After value, either delay seconds or an
-// HTTP date (taken relative to now). ok is false if h has none or it does
-// not parse. A date in the past gives 0. A wait longer than 2^31 seconds,
+// HTTP date, taken relative to the response's Date header when it has one
+// (both are the server's clock, so a skewed local clock does not shift
+// the wait) and else to now. ok is false if h has none or it does not
+// parse. A date in the past gives 0. A wait longer than 2^31 seconds,
 // even one too large for an int64, is clamped to 2^31 seconds rather than
 // dropped, so that a caller's cap on waits still sees that it is too long.
 func ParseRetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
@@ -63,6 +65,9 @@ func ParseRetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	t, err := http.ParseTime(v)
 	if err != nil {
 		return 0, false
+	}
+	if date, err := http.ParseTime(h.Get("Date")); err == nil {
+		now = date
 	}
 	return min(max(t.Sub(now), 0), maxRetryAfter), true
 }

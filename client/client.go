@@ -179,23 +179,40 @@ func (c *Client) send(ctx context.Context, op, method, path string, body []byte)
 		req.Header.Set(HeaderIdempotencyKey, k)
 	}
 
-	resp, out, err := c.eng.do(req, c.hc.Do)
+	resp, out, err := c.eng.do(req, c.sendReading)
 	if err != nil {
 		return nil, newError(op, method, path, out, err, c.eng.now())
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		if out.apiErr == nil { // a 3xx the http.Client did not follow
-			out.apiErr = apierror.Decode(resp)
-		}
 		drain(resp.Body)
+		if out.apiErr == nil { // a 3xx the http.Client did not follow: not an API error
+			out.stop = StopNotRetryable
+			return nil, newError(op, method, path, out, fmt.Errorf("unexpected status %s", resp.Status), c.eng.now())
+		}
 		return nil, newError(op, method, path, out, nil, c.eng.now())
 	}
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, newError(op, method, path, out, fmt.Errorf("read response: %w", err), c.eng.now())
-	}
+	data, _ := io.ReadAll(resp.Body) // read whole by sendReading
 	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: data, Attempts: out.attempts}, nil
+}
+
+// sendReading is one attempt: it sends r and reads a 2xx body whole, so
+// that a body cut off mid-read (a reset connection, the http.Client's
+// Timeout) fails the attempt like any connection error, and the retry
+// rules decide (an idempotent request, or one with an Idempotency-Key,
+// whose retry replays the stored answer).
+func (c *Client) sendReading(r *http.Request) (*http.Response, error) {
+	resp, err := c.hc.Do(r)
+	if err != nil || resp.StatusCode/100 != 2 {
+		return resp, err
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(data))
+	return resp, nil
 }
 
 // call sends in as JSON (nil for none) and decodes a 2xx body into out (nil

@@ -100,7 +100,16 @@ func (e *engine) do(req *http.Request, send func(*http.Request) (*http.Response,
 	case http.MethodPost, http.MethodPatch:
 		if req.Header.Get(HeaderIdempotencyKey) == "" && !e.policy.DisableIdempotencyKeys {
 			req = req.Clone(ctx) // shares Body and GetBody
-			req.Header.Set(HeaderIdempotencyKey, newIdempotencyKey())
+			// A redirect hop of the same call (http.Client follows a
+			// 307/308 with a new request) keeps the call's key.
+			k := ""
+			if prev := req.Response; prev != nil && prev.Request != nil {
+				k = prev.Request.Header.Get(HeaderIdempotencyKey)
+			}
+			if k == "" {
+				k = newIdempotencyKey()
+			}
+			req.Header.Set(HeaderIdempotencyKey, k)
 		}
 		idempotent = req.Header.Get(HeaderIdempotencyKey) != ""
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,
