@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -45,7 +46,9 @@ type DecodeOptions struct {
 //     member (details.field), a body that is not an object, or a string
 //     holding U+0000 (details.field; unless AllowNUL);
 //   - 400 MISSING_FIELD "Missing required field: <name>" for an absent or
-//     null required member.
+//     null required member;
+//   - 400 VALIDATION_ERROR for an integer too large (or too small) for its
+//     Go field (details.field, details.reason "Must be at most N").
 func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
@@ -162,6 +165,13 @@ func mapError(err error) *apierror.Error {
 			return apierror.Wrap(err, apierror.InvalidRequest, "Unknown field: "+field+".").
 				With("field", field).With("reason", "unknown field")
 		}
+		if errors.Is(sem.Err, strconv.ErrRange) && field != "" {
+			// An integer, but too large for its field: a value breaking a
+			// range rule, not a wrong type.
+			reason := rangeReason(sem.GoType, strings.HasPrefix(string(sem.JSONValue), "-"))
+			return apierror.Wrap(err, apierror.ValidationError, "Field "+field+": "+reason+".").
+				With("field", field).With("reason", reason)
+		}
 		want := "a valid value"
 		if t := sem.GoType; t != nil {
 			for t.Kind() == reflect.Pointer {
@@ -180,6 +190,30 @@ func mapError(err error) *apierror.Error {
 		return e
 	}
 	return apierror.Wrap(err, apierror.InvalidRequest, "The request body is not valid JSON.").With("reason", "invalid JSON")
+}
+
+// rangeReason says which bound of integer type t a value overflowed:
+// "Must be at most N" (or "at least N" for a negative value).
+func rangeReason(t reflect.Type, negative bool) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return "Out of range"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if negative {
+			return "Must be at least " + strconv.FormatInt(-1<<(t.Bits()-1), 10)
+		}
+		return "Must be at most " + strconv.FormatInt(1<<(t.Bits()-1)-1, 10)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if negative {
+			return "Must be at least 0"
+		}
+		return "Must be at most " + strconv.FormatUint(^uint64(0)>>(64-t.Bits()), 10)
+	}
+	return "Out of range"
 }
 
 // fieldName renders a JSON pointer as a dotted field path: /a/0/b → a.0.b.

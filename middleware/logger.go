@@ -43,7 +43,7 @@ func Logger(l *slog.Logger, now func() time.Time) Middleware {
 					Method:    r.Method,
 					Route:     st.route,
 					Path:      auth.Redact(r.URL.Path),
-					Status:    st.rec.final(v != nil),
+					Status:    st.rec.outcome(r, v != nil),
 					Code:      string(st.rec.code()),
 					Bytes:     st.rec.bytes,
 					Duration:  since(st.start),
@@ -53,8 +53,10 @@ func Logger(l *slog.Logger, now func() time.Time) Middleware {
 					defer panic(v) // once the line is written
 					a.Level, a.Error = slog.LevelError, "response aborted"
 				}
-				if a.Status >= 500 {
-					a.Level = slog.LevelError
+				if a.Status >= 500 || a.Status == StatusClientClosed {
+					if a.Status >= 500 {
+						a.Level = slog.LevelError
+					}
 					if st.rec.err != nil {
 						if c := st.rec.err.Unwrap(); c != nil {
 							a.Error = c.Error()

@@ -46,7 +46,7 @@ func Metrics(reg prometheus.Registerer, now func() time.Time) Middleware {
 				if route == "" {
 					route = "unmatched"
 				}
-				requests.WithLabelValues(route, statusText(st.rec.final(v != nil)), string(st.rec.code())).Inc()
+				requests.WithLabelValues(route, statusText(st.rec.outcome(r, v != nil)), string(st.rec.code())).Inc()
 				latency.WithLabelValues(route).Observe(since(st.start).Seconds())
 			}()
 			next.ServeHTTP(w, r)

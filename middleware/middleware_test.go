@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -320,6 +321,37 @@ func TestLoggerFields(t *testing.T) {
 				t.Errorf("access lines (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestClientClosed: a 5xx caused by the client going away (its context
+// cancelled) is logged at INFO and counted with status 499, nginx's
+// "client closed request": it reached no one and is not the server
+// failing. A 5xx with the client still there stays an ERROR 5xx.
+func TestClientClosed(t *testing.T) {
+	buf := &logBuffer{}
+	reg := prometheus.NewRegistry()
+	rt := middleware.NewRouter()
+	rt.HandleFunc("GET /store", func(w http.ResponseWriter, r *http.Request) {
+		apierror.Write(w, r, fmt.Errorf("store: %w", context.Canceled)) // what a store call returns
+	})
+	h := middleware.Chain(middleware.RequestID(nil), middleware.Metrics(reg, nil), middleware.Logger(slog.New(logjson.New(buf, nil)), nil))(rt)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client hung up
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, "GET", "/store", nil))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/store", nil)) // still there
+	lines := buf.lines(t)
+	if len(lines) != 2 || lines[0]["level"] != "INFO" || lines[0]["status"] != 499.0 || lines[1]["level"] != "ERROR" || lines[1]["status"] != 503.0 {
+		t.Errorf("access lines %v; want INFO 499 for the client gone, ERROR 503 otherwise", lines)
+	}
+	want := `
+# HELP tollgate_http_requests_total HTTP requests by route pattern, status and error code.
+# TYPE tollgate_http_requests_total counter
+tollgate_http_requests_total{code="SERVICE_UNAVAILABLE",route="GET /store",status="499"} 1
+tollgate_http_requests_total{code="SERVICE_UNAVAILABLE",route="GET /store",status="503"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tollgate_http_requests_total"); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -3,6 +3,7 @@ package middleware
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -206,6 +207,24 @@ func (w *recorder) final(aborted bool) int {
 		return http.StatusOK
 	}
 	return w.status
+}
+
+// StatusClientClosed is the status logged and counted (nginx's 499,
+// "client closed request") for a request that failed with a 5xx because
+// its client went away: the answer reached no one, and it is not the
+// server failing.
+const StatusClientClosed = 499
+
+// outcome returns the status to log and count for r's response:
+// final(aborted), or StatusClientClosed for a 5xx written once r's client
+// had gone (its context cancelled: net/http cancels it when the
+// connection closes).
+func (w *recorder) outcome(r *http.Request, aborted bool) int {
+	s := w.final(aborted)
+	if s >= 500 && errors.Is(r.Context().Err(), context.Canceled) {
+		return StatusClientClosed
+	}
+	return s
 }
 
 // written reports whether headers were already sent.

@@ -108,20 +108,26 @@ func respondSecret(w http.ResponseWriter, r *http.Request, status int, v, replay
 }
 
 // encode is the body of a 2xx answer v: its JSON, with "success": true
-// first when the success field is on, and a newline.
+// first when the success field is on, and a newline. "<", ">" and "&" are
+// not escaped: a client's data (metadata) comes back byte for byte as it
+// was stored and measured, so sending it back unchanged passes the same
+// size rule.
 func encode(r *http.Request, v any) ([]byte, error) {
-	body, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // Encode ends it with a newline
 		return nil, fmt.Errorf("api: encode answer: %w", err)
 	}
-	if apierror.OptionsFrom(r.Context()).SuccessField && len(body) > 1 && body[0] == '{' {
-		if bytes.Equal(body, []byte("{}")) {
-			body = []byte(`{"success":true}`)
+	body := buf.Bytes()
+	if apierror.OptionsFrom(r.Context()).SuccessField && len(body) > 2 && body[0] == '{' {
+		if bytes.Equal(body, []byte("{}\n")) {
+			body = []byte(`{"success":true}` + "\n")
 		} else {
 			body = append([]byte(`{"success":true,`), body[1:]...)
 		}
 	}
-	return append(body, '\n'), nil
+	return body, nil
 }
 
 // takenMessage names the value that is taken in ALREADY_EXISTS, by

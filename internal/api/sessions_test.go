@@ -145,7 +145,6 @@ func TestSessionBadTypes(t *testing.T) {
 	}{
 		{"tokens as string", `{"sessionExternalId":"x","tokens":"5"}`, "tokens"},
 		{"tokens fractional", `{"sessionExternalId":"x","tokens":1.5}`, "tokens"},
-		{"tokens too big", `{"sessionExternalId":"x","tokens":99999999999999999999}`, "tokens"},
 		{"title as number", `{"sessionExternalId":"x","title":5}`, "title"},
 		{"external id as number", `{"sessionExternalId":5}`, "sessionExternalId"},
 		{"startedAt as number", `{"sessionExternalId":"x","startedAt":0}`, "startedAt"},
@@ -158,6 +157,21 @@ func TestSessionBadTypes(t *testing.T) {
 			got := decode(t, w)
 			if w.Code != 400 || got.Code != apierror.InvalidRequest || got.Details["field"] != tt.field {
 				t.Errorf("%s = %d %s, want 400 INVALID_REQUEST field %s", tt.body, w.Code, w.Body, tt.field)
+			}
+		})
+	}
+	// An integer too large for its field breaks a range rule: 400
+	// VALIDATION_ERROR, like a negative one, not a wrong type.
+	for _, tt := range []struct{ name, tokens, reason string }{
+		{"too big", "9223372036854775808", "Must be at most 9223372036854775807"},
+		{"far too big", "99999999999999999999", "Must be at most 9223372036854775807"},
+		{"negative", "-1", "Must be an integer ≥ 0"},
+	} {
+		t.Run("tokens "+tt.name, func(t *testing.T) {
+			w := e.checked("POST", "/v1/sessions", `{"sessionExternalId":"x","tokens":`+tt.tokens+`}`)
+			got := decode(t, w)
+			if w.Code != 400 || got.Code != apierror.ValidationError || got.Details["field"] != "tokens" || got.Details["reason"] != tt.reason {
+				t.Errorf("tokens %s = %d %s, want 400 VALIDATION_ERROR field tokens, reason %q", tt.tokens, w.Code, w.Body, tt.reason)
 			}
 		})
 	}
@@ -220,5 +234,30 @@ func TestEmptyLists(t *testing.T) {
 		if w.Code != 200 || strings.TrimSpace(w.Body.String()) != `{"data":[],"next_cursor":null}` {
 			t.Errorf("GET %s = %d %s", p, w.Code, w.Body)
 		}
+	}
+}
+
+// TestSessionMetadataRoundTrip: metadata comes back byte for byte as it
+// was stored ("<", ">" and "&" unescaped), so a client that sends back
+// what it read, near the size limit, passes the same size rule.
+func TestSessionMetadataRoundTrip(t *testing.T) {
+	e := newEnv(t, nil)
+	big := strings.Repeat("<&>", 5000) // 15,000 bytes as written; 90,000 escaped as \u003c…
+	w := e.checked("POST", "/v1/sessions", `{"sessionExternalId":"rt","metadata":{"x":"`+big+`"}}`)
+	if w.Code != 201 {
+		t.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+	var created struct {
+		ID       string          `json:"id"`
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &created); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"x":"` + big + `"}`; string(created.Metadata) != want {
+		t.Errorf("metadata came back as %.60s…, want it as sent", created.Metadata)
+	}
+	if w := e.checked("PATCH", "/v1/sessions/"+created.ID, `{"metadata":`+string(created.Metadata)+`}`); w.Code != 200 {
+		t.Errorf("PATCH with the metadata as read: %d %.300s", w.Code, w.Body)
 	}
 }
