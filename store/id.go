@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -19,6 +21,38 @@ const (
 // safe for concurrent use.
 func NewID(prefix string, t time.Time) string {
 	return prefix + ulid.MustNew(ulid.Timestamp(t), ulid.DefaultEntropy()).String()
+}
+
+// NextID returns an ID with prefix that sorts after prev, the greatest ID
+// already stored in its sequence ("" for none, or an ID with the same
+// prefix): NewID(prefix, t) when that sorts after prev, else prev's
+// successor (prev's ULID plus one, as a 128-bit number), which keeps prev's
+// time. A backend that calls it while holding a lock that serialises the
+// sequence's inserts until commit, with prev read under that lock, makes
+// IDs increase in commit order whatever the clocks of its writers say.
+func NextID(prefix string, t time.Time, prev string) (string, error) {
+	id := NewID(prefix, t)
+	if prev == "" {
+		return id, nil
+	}
+	rest, ok := strings.CutPrefix(prev, prefix)
+	if !ok {
+		return "", fmt.Errorf("next id after %q: want prefix %q", prev, prefix)
+	}
+	if id > prev {
+		return id, nil
+	}
+	u, err := ulid.ParseStrict(rest)
+	if err != nil {
+		return "", fmt.Errorf("next id after %q: %w", prev, err)
+	}
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]++
+		if u[i] != 0 {
+			return prefix + u.String(), nil
+		}
+	}
+	return "", fmt.Errorf("next id after %q: no greater ULID", prev)
 }
 
 // Clock returns now reading time truncated to the microsecond (the

@@ -175,12 +175,20 @@ type Sessions interface {
 	// CreateSession stores s and returns it with ID, CreatedAt and
 	// UpdatedAt set. A taken ExternalID is a *ConflictError with Field
 	// "sessionExternalId"; an unknown AccountID is ErrNotFound.
+	//
+	// An account's session IDs increase in commit order: the backend
+	// mints the ID inside the insert's transaction, under a lock that
+	// serialises the account's session inserts until commit, greater than
+	// every ID the account has (see NextID). So once a session is visible,
+	// no session with a smaller ID can still commit, and a ListSessions
+	// cursor never passes a session that is yet to appear.
 	CreateSession(ctx context.Context, s Session) (Session, error)
 	// SessionByID returns session id of accountID, or ErrNotFound.
 	SessionByID(ctx context.Context, accountID, id string) (Session, error)
 	// ListSessions returns the sessions of accountID matching f, with IDs
-	// after page.After, in ID (creation) order, and the cursor of the next
-	// page ("" on the last page).
+	// after page.After, in ID (commit) order, and the cursor of the next
+	// page ("" on the last page). A session committed after a page was
+	// read has an ID above that page's cursor, so it is on a later page.
 	ListSessions(ctx context.Context, accountID string, f SessionFilter, page Page) (list []Session, next string, err error)
 	// UpdateSession overwrites every field of the session (s.AccountID,
 	// s.ID) except CreatedAt, sets UpdatedAt, and returns the stored
@@ -221,7 +229,8 @@ type LeadFilter struct {
 type Leads interface {
 	// CreateLead stores l and returns it with ID, CreatedAt and UpdatedAt
 	// set. A taken Phone is a *ConflictError with Field "phone"; an unknown
-	// AccountID is ErrNotFound.
+	// AccountID is ErrNotFound. An account's lead IDs increase in commit
+	// order, as for CreateSession.
 	CreateLead(ctx context.Context, l Lead) (Lead, error)
 	// LeadByID returns lead id of accountID, or ErrNotFound.
 	LeadByID(ctx context.Context, accountID, id string) (Lead, error)

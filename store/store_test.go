@@ -62,6 +62,43 @@ func TestNewIDSorts(t *testing.T) {
 	}
 }
 
+func TestNextID(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	later := store.NewID(store.PrefixSession, now.Add(time.Hour)) // a clock ahead of now
+	tests := []struct {
+		name    string
+		prev    string
+		want    string // "" means: any id after prev
+		wantErr bool
+	}{
+		{name: "first", prev: ""},
+		{name: "clock ahead of prev", prev: store.NewID(store.PrefixSession, now.Add(-time.Hour))},
+		{name: "prev ahead of the clock: its successor", prev: later},
+		{name: "successor carries", prev: "ses_01M82J6KHXQWJY1QCZ6NW8QJ0Z", want: "ses_01M82J6KHXQWJY1QCZ6NW8QJ10"},
+		{name: "carries into the time", prev: "ses_01M82J6KHXZZZZZZZZZZZZZZZZ", want: "ses_01M82J6KHY0000000000000000"},
+		{name: "largest ULID", prev: "ses_7ZZZZZZZZZZZZZZZZZZZZZZZZZ", wantErr: true},
+		{name: "other prefix", prev: store.NewID(store.PrefixLead, now.Add(time.Hour)), wantErr: true},
+		{name: "not a ULID", prev: "ses_zzz", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := store.NextID(store.PrefixSession, now, tt.prev)
+			if tt.wantErr {
+				if err == nil {
+					t.Errorf("NextID(%q) = %q, want an error", tt.prev, id)
+				}
+				return
+			}
+			if err != nil || id <= tt.prev || !strings.HasPrefix(id, "ses_") || len(id) != len("ses_")+26 {
+				t.Fatalf("NextID(%q) = %q, %v; want a ses_ id after it", tt.prev, id, err)
+			}
+			if tt.want != "" && id != tt.want {
+				t.Errorf("NextID(%q) = %q, want %q", tt.prev, id, tt.want)
+			}
+		})
+	}
+}
+
 func TestRotationExpiry(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) *time.Time { v := now.Add(d); return &v }

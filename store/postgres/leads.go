@@ -10,14 +10,21 @@ import (
 
 const leadCols = `id, account_id, name, email, phone, company, notes, status, created_at, updated_at`
 
-// CreateLead implements store.Leads.
+// CreateLead implements store.Leads. As for sessions, an account's lead
+// IDs increase in commit order (see nextID).
 func (db *DB) CreateLead(ctx context.Context, l store.Lead) (store.Lead, error) {
-	now := db.now()
-	l.ID = store.NewID(store.PrefixLead, now)
-	l.CreatedAt, l.UpdatedAt = now, now
-	_, err := db.pool.Exec(ctx, `INSERT INTO leads (`+leadCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		l.ID, l.AccountID, l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status,
-		l.CreatedAt, l.UpdatedAt)
+	err := db.inIDTx(ctx, func(tx pgx.Tx) error {
+		id, now, err := db.nextID(ctx, tx, "leads", store.PrefixLead, l.AccountID)
+		if err != nil {
+			return err
+		}
+		l.ID = id
+		l.CreatedAt, l.UpdatedAt = now, now
+		_, err = tx.Exec(ctx, `INSERT INTO leads (`+leadCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			l.ID, l.AccountID, l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status,
+			l.CreatedAt, l.UpdatedAt)
+		return err
+	})
 	if err != nil {
 		return store.Lead{}, fmt.Errorf("postgres: create lead: %w", wrapErr(err))
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
+	"io"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tollgate-dev/tollgate/store"
@@ -11,21 +14,66 @@ import (
 
 const sessionCols = `id, account_id, external_id, title, source, model, status, started_at, ended_at, tokens, metadata::text, created_at, updated_at`
 
-// CreateSession implements store.Sessions.
+// CreateSession implements store.Sessions. The ID and times are taken
+// inside the insert's transaction, under a lock (see nextID), so an
+// account's session IDs increase in commit order.
 func (db *DB) CreateSession(ctx context.Context, s store.Session) (store.Session, error) {
-	now := db.now()
-	s.ID = store.NewID(store.PrefixSession, now)
-	s.CreatedAt, s.UpdatedAt = now, now
 	s = normSession(s)
-	_, err := db.pool.Exec(ctx, `INSERT INTO sessions (id, account_id, external_id, title, source, model, status,
-		started_at, ended_at, tokens, metadata, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12, $13)`,
-		s.ID, s.AccountID, nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status,
-		s.StartedAt, s.EndedAt, s.Tokens, string(s.Metadata), s.CreatedAt, s.UpdatedAt)
+	err := db.inIDTx(ctx, func(tx pgx.Tx) error {
+		id, now, err := db.nextID(ctx, tx, "sessions", store.PrefixSession, s.AccountID)
+		if err != nil {
+			return err
+		}
+		s.ID = id
+		s.CreatedAt, s.UpdatedAt = now, now
+		_, err = tx.Exec(ctx, `INSERT INTO sessions (id, account_id, external_id, title, source, model, status,
+			started_at, ended_at, tokens, metadata, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12, $13)`,
+			s.ID, s.AccountID, nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status,
+			s.StartedAt, s.EndedAt, s.Tokens, string(s.Metadata), s.CreatedAt, s.UpdatedAt)
+		return err
+	})
 	if err != nil {
 		return store.Session{}, fmt.Errorf("postgres: create session: %w", wrapErr(err))
 	}
 	return s, nil
+}
+
+// inIDTx runs f in a READ COMMITTED transaction, whatever the server's
+// default: nextID relies on each statement taking a new snapshot, so that
+// its read, made after the lock is granted, sees every row committed by
+// the lock's previous holders.
+func (db *DB) inIDTx(ctx context.Context, f func(tx pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, f)
+}
+
+// nextID returns the ID for a new row of accountID in table (sessions or
+// leads), which must sort after every ID the account already has there:
+// lists page by ID, so a row committed with an ID below one a reader was
+// already handed as a cursor would never be listed to that reader. It
+// first takes a transaction-level advisory lock on (table, accountID),
+// held until tx ends, so the account's inserts into table commit one at a
+// time, in the order they read here. PostgreSQL makes a commit visible
+// before it releases the committer's locks, so the read (a new snapshot,
+// tx being READ COMMITTED) sees the previous holder's row, and IDs
+// increase in commit order. The (account_id, id) index makes the read one
+// seek.
+// It also returns the clock's reading, taken under the lock, for CreatedAt.
+func (db *DB) nextID(ctx context.Context, tx pgx.Tx, table, prefix, accountID string) (string, time.Time, error) {
+	h := fnv.New64a()
+	io.WriteString(h, "tollgate ids "+table+" "+accountID)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
+		return "", time.Time{}, err
+	}
+	var prev string
+	err := tx.QueryRow(ctx, `SELECT coalesce((SELECT id FROM `+table+
+		` WHERE account_id = $1 ORDER BY id DESC LIMIT 1), '')`, accountID).Scan(&prev)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := db.now()
+	id, err := store.NextID(prefix, now, prev)
+	return id, now, err
 }
 
 // SessionByID implements store.Sessions.

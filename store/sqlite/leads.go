@@ -10,14 +10,21 @@ import (
 
 const leadCols = `id, account_id, name, email, phone, company, notes, status, created_at, updated_at`
 
-// CreateLead implements store.Leads.
+// CreateLead implements store.Leads. As for sessions, an account's lead
+// IDs increase in commit order (see nextID).
 func (db *DB) CreateLead(ctx context.Context, l store.Lead) (store.Lead, error) {
-	now := db.now()
-	l.ID = store.NewID(store.PrefixLead, now)
-	l.CreatedAt, l.UpdatedAt = now, now
-	_, err := db.w.ExecContext(ctx, `INSERT INTO leads (`+leadCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		l.ID, l.AccountID, l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status,
-		toMicro(l.CreatedAt), toMicro(l.UpdatedAt))
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		id, now, err := db.nextID(ctx, tx, "leads", store.PrefixLead, l.AccountID)
+		if err != nil {
+			return err
+		}
+		l.ID = id
+		l.CreatedAt, l.UpdatedAt = now, now
+		_, err = tx.ExecContext(ctx, `INSERT INTO leads (`+leadCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			l.ID, l.AccountID, l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status,
+			toMicro(l.CreatedAt), toMicro(l.UpdatedAt))
+		return err
+	})
 	if err != nil {
 		return store.Lead{}, fmt.Errorf("sqlite: create lead: %w", wrapErr(err))
 	}

@@ -12,20 +12,49 @@ import (
 
 const sessionCols = `id, account_id, external_id, title, source, model, status, started_at, ended_at, tokens, metadata, created_at, updated_at`
 
-// CreateSession implements store.Sessions.
+// CreateSession implements store.Sessions. The ID and times are taken
+// inside the write transaction (see nextID), so an account's session IDs
+// increase in commit order.
 func (db *DB) CreateSession(ctx context.Context, s store.Session) (store.Session, error) {
-	now := db.now()
-	s.ID = store.NewID(store.PrefixSession, now)
-	s.CreatedAt, s.UpdatedAt = now, now
 	s = normSession(s)
-	_, err := db.w.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.ID, s.AccountID, nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status,
-		toMicro(s.StartedAt), toNullMicro(s.EndedAt), s.Tokens, string(s.Metadata),
-		toMicro(s.CreatedAt), toMicro(s.UpdatedAt))
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		id, now, err := db.nextID(ctx, tx, "sessions", store.PrefixSession, s.AccountID)
+		if err != nil {
+			return err
+		}
+		s.ID = id
+		s.CreatedAt, s.UpdatedAt = now, now
+		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			s.ID, s.AccountID, nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status,
+			toMicro(s.StartedAt), toNullMicro(s.EndedAt), s.Tokens, string(s.Metadata),
+			toMicro(s.CreatedAt), toMicro(s.UpdatedAt))
+		return err
+	})
 	if err != nil {
 		return store.Session{}, fmt.Errorf("sqlite: create session: %w", wrapErr(err))
 	}
 	return s, nil
+}
+
+// nextID returns the ID for a new row of accountID in table (sessions or
+// leads), which must sort after every ID the account already has there:
+// lists page by ID, so a row committed with an ID below one a reader was
+// already handed as a cursor would never be listed to that reader. tx is a
+// write transaction: BEGIN IMMEDIATE holds the database's write lock from
+// before the read here to commit, so no other insert (from this process or
+// another) can commit between the read and ours, and IDs increase in
+// commit order. The (account_id, id) index makes the read one seek.
+// It also returns the clock's reading, taken under the lock, for CreatedAt.
+func (db *DB) nextID(ctx context.Context, tx *sql.Tx, table, prefix, accountID string) (string, time.Time, error) {
+	var prev string
+	err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT id FROM `+table+
+		` WHERE account_id = ? ORDER BY id DESC LIMIT 1), '')`, accountID).Scan(&prev)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := db.now()
+	id, err := store.NextID(prefix, now, prev)
+	return id, now, err
 }
 
 // SessionByID implements store.Sessions.

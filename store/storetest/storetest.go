@@ -40,6 +40,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Sessions", func(t *testing.T) { t.Parallel(); testSessions(t, h) })
 	t.Run("SessionConflicts", func(t *testing.T) { t.Parallel(); testSessionConflicts(t, h) })
 	t.Run("ListSessions", func(t *testing.T) { t.Parallel(); testListSessions(t, h) })
+	t.Run("CreateWhilePaging", func(t *testing.T) { t.Parallel(); testCreateWhilePaging(t, h) })
 	t.Run("Leads", func(t *testing.T) { t.Parallel(); testLeads(t, h) })
 	t.Run("ListLeads", func(t *testing.T) { t.Parallel(); testListLeads(t, h) })
 	t.Run("LeadPhoneRace", func(t *testing.T) { t.Parallel(); testLeadPhoneRace(t, h) })
