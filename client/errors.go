@@ -37,6 +37,14 @@ var (
 	ErrGatewayTimeout       = apierror.Sentinel(apierror.GatewayTimeout)
 )
 
+// ErrSecretNotReceived is the cause of the error Keys.Create and
+// Keys.Rotate return when the server made the key but its secret never
+// reached the client: the first answer was cut off, and the retry (with
+// the same Idempotency-Key) got the stored replay, which by design never
+// holds a secret. The key exists and works; revoke it (its id is in the
+// *CreatedKey returned with the error) and create another.
+var ErrSecretNotReceived = errors.New("the key was made but its secret was not received")
+
 // Error is the error every Client method returns when a call fails. Err is
 // the *apierror.Error of the last response for a non-2xx answer, otherwise
 // the transport or context error, or the reason a 2xx answer could not be

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"net/http"
 	"strings"
@@ -58,13 +59,25 @@ type KeyListOptions struct {
 // KeyService manages API keys. It is safe for concurrent use.
 type KeyService struct{ c *Client }
 
-// Create creates a key: POST /v1/keys.
+// Create creates a key: POST /v1/keys. If the key was made but its secret
+// was not received (see ErrSecretNotReceived), Create returns the key
+// without it, and an error.
 func (s *KeyService) Create(ctx context.Context, in KeyCreate) (*CreatedKey, error) {
+	const op = "create key"
 	var out CreatedKey
-	if err := s.c.call(ctx, "create key", http.MethodPost, "/v1/keys", in, &out); err != nil {
+	if err := s.c.call(ctx, op, http.MethodPost, "/v1/keys", in, &out); err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return withSecret(op, http.MethodPost, "/v1/keys", &out)
+}
+
+// withSecret returns out, and an error if its secret is missing.
+func withSecret(op, method, path string, out *CreatedKey) (*CreatedKey, error) {
+	if out.Key == "" {
+		return out, &Error{Op: op, Method: method, Path: path,
+			Err: fmt.Errorf("key %s: %w; revoke it and make another", out.ID, ErrSecretNotReceived)}
+	}
+	return out, nil
 }
 
 // Get returns a key: GET /v1/keys/{id}.
@@ -111,7 +124,9 @@ func (s *KeyService) Revoke(ctx context.Context, id string) error {
 }
 
 // Rotate issues a new secret for a key: POST /v1/keys/{id}/rotate. The old
-// secret keeps working for overlap (zero means the server's default).
+// secret keeps working for overlap (zero means the server's default). As
+// with Create, a secret that was not received is an error, returned with
+// the new key.
 func (s *KeyService) Rotate(ctx context.Context, id string, overlap time.Duration) (*CreatedKey, error) {
 	const op = "rotate key"
 	p, err := pathID(op, id)
@@ -128,7 +143,7 @@ func (s *KeyService) Rotate(ctx context.Context, id string, overlap time.Duratio
 	if err := s.c.call(ctx, op, http.MethodPost, "/v1/keys/"+p+"/rotate", body, &out); err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return withSecret(op, http.MethodPost, "/v1/keys/"+p+"/rotate", &out)
 }
 
 // formatDuration writes d as Go does, without zero trailing units:

@@ -100,16 +100,12 @@ func (e *engine) do(req *http.Request, send func(*http.Request) (*http.Response,
 	case http.MethodPost, http.MethodPatch:
 		if req.Header.Get(HeaderIdempotencyKey) == "" && !e.policy.DisableIdempotencyKeys {
 			req = req.Clone(ctx) // shares Body and GetBody
-			// A redirect hop of the same call (http.Client follows a
-			// 307/308 with a new request) keeps the call's key.
-			k := ""
-			if prev := req.Response; prev != nil && prev.Request != nil {
-				k = prev.Request.Header.Get(HeaderIdempotencyKey)
-			}
-			if k == "" {
-				k = newIdempotencyKey()
-			}
-			req.Header.Set(HeaderIdempotencyKey, k)
+			// Each hop of a redirect (http.Client follows a 307/308 with a
+			// new request) gets its own key: a server with tollgate's
+			// Idempotency middleware stored the 307 under the first one,
+			// with the first path in its fingerprint, and would refuse the
+			// same key on the new path (422 IDEMPOTENCY_KEY_REUSED).
+			req.Header.Set(HeaderIdempotencyKey, newIdempotencyKey())
 		}
 		idempotent = req.Header.Get(HeaderIdempotencyKey) != ""
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,

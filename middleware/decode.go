@@ -47,8 +47,10 @@ type DecodeOptions struct {
 //     holding U+0000 (details.field; unless AllowNUL);
 //   - 400 MISSING_FIELD "Missing required field: <name>" for an absent or
 //     null required member;
-//   - 400 VALIDATION_ERROR for an integer too large (or too small) for its
-//     Go field (details.field, details.reason "Must be at most N").
+//   - 400 VALIDATION_ERROR for an integer too large for its Go field, or
+//     too small for a signed one (details.field, details.reason "Must be
+//     at most N"); a negative number for an unsigned field is a wrong
+//     type, 400 INVALID_REQUEST.
 func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
@@ -208,9 +210,8 @@ func rangeReason(t reflect.Type, negative bool) string {
 		}
 		return "Must be at most " + strconv.FormatInt(1<<(t.Bits()-1)-1, 10)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		if negative {
-			return "Must be at least 0"
-		}
+		// A negative number never gets here: json reports it as a
+		// wrong type for an unsigned field.
 		return "Must be at most " + strconv.FormatUint(^uint64(0)>>(64-t.Bits()), 10)
 	}
 	return "Out of range"

@@ -216,12 +216,13 @@ func (w *recorder) final(aborted bool) int {
 const StatusClientClosed = 499
 
 // outcome returns the status to log and count for r's response:
-// final(aborted), or StatusClientClosed for a 5xx written once r's client
-// had gone (its context cancelled: net/http cancels it when the
-// connection closes).
+// final(aborted), or StatusClientClosed for a 5xx caused by r's client
+// going away: its error's cause is the cancellation, and r's context was
+// cancelled (net/http cancels it when the connection closes). Any other
+// 5xx (a panic, a store down) stays what it is, client gone or not.
 func (w *recorder) outcome(r *http.Request, aborted bool) int {
 	s := w.final(aborted)
-	if s >= 500 && errors.Is(r.Context().Err(), context.Canceled) {
+	if s >= 500 && w.err != nil && errors.Is(w.err, context.Canceled) && errors.Is(r.Context().Err(), context.Canceled) {
 		return StatusClientClosed
 	}
 	return s

@@ -31,7 +31,7 @@ Flags may come before or after PATH.
   -v           show each attempt and each wait on stderr
 
 Exit status: 0 success, 1 the API refused the request (4xx), 2 usage,
-3 server error (5xx) or network failure after retries.
+3 server error (5xx), network failure after retries, or a 3xx not followed.
 
 Examples:
   tollgate call /v1/leads

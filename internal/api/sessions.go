@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -132,9 +133,12 @@ func (in sessionInput) apply(s *store.Session) []apierror.FieldError {
 		}
 	}
 	if v, ok := notNull(&errs, "tokens", in.Tokens); ok {
-		if v < 0 {
+		switch {
+		case in.Tokens.Overflow > 0:
+			errs.add("tokens", fmt.Sprintf("Must be at most %d", int64(math.MaxInt64)))
+		case v < 0 || in.Tokens.Overflow < 0:
 			errs.add("tokens", "Must be an integer ≥ 0")
-		} else {
+		default:
 			s.Tokens = v
 		}
 	}
@@ -281,15 +285,37 @@ func (a *API) deleteSession(w http.ResponseWriter, r *http.Request) {
 type opt[T any] struct {
 	Set, Null bool
 	V         T
+	// Overflow is +1 (or -1) for an integer too large (too small) for
+	// T: a value breaking a range rule, reported by validation with the
+	// member's other errors, not by the decoder.
+	Overflow int
 }
 
 // UnmarshalJSONFrom implements json.UnmarshalerFrom; a wrong type is
-// reported by the decoder as for a plain T.
+// reported by the decoder as for a plain T, an integer out of T's range
+// is recorded in Overflow.
 func (o *opt[T]) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	o.Set = true
 	if dec.PeekKind() == 'n' {
 		o.Null = true
 		_, err := dec.ReadToken()
+		return err
+	}
+	if dec.PeekKind() == '0' {
+		// A number: read it whole first, so that one out of range can be
+		// recorded and the decoding go on.
+		val, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		err = jsonv2.Unmarshal(val, &o.V)
+		if errors.Is(err, strconv.ErrRange) {
+			o.Overflow = 1
+			if val[0] == '-' {
+				o.Overflow = -1
+			}
+			return nil
+		}
 		return err
 	}
 	return jsonv2.UnmarshalDecode(dec, &o.V)

@@ -166,6 +166,7 @@ func TestSessionBadTypes(t *testing.T) {
 		{"too big", "9223372036854775808", "Must be at most 9223372036854775807"},
 		{"far too big", "99999999999999999999", "Must be at most 9223372036854775807"},
 		{"negative", "-1", "Must be an integer ≥ 0"},
+		{"far too small", "-9223372036854775809", "Must be an integer ≥ 0"},
 	} {
 		t.Run("tokens "+tt.name, func(t *testing.T) {
 			w := e.checked("POST", "/v1/sessions", `{"sessionExternalId":"x","tokens":`+tt.tokens+`}`)
@@ -175,6 +176,20 @@ func TestSessionBadTypes(t *testing.T) {
 			}
 		})
 	}
+	// It is a member's own rule: checked after the required members, and
+	// reported with the other bad members.
+	t.Run("tokens too big, in the validation order", func(t *testing.T) {
+		w := e.checked("POST", "/v1/sessions", `{"tokens":99999999999999999999}`)
+		if got := decode(t, w); got.Code != apierror.MissingField {
+			t.Errorf("without sessionExternalId: %d %s, want MISSING_FIELD first", w.Code, w.Body)
+		}
+		w = e.checked("POST", "/v1/sessions", `{"sessionExternalId":"x","status":"bad","tokens":99999999999999999999}`)
+		got := decode(t, w)
+		errs, _ := got.Details["errors"].([]any)
+		if got.Code != apierror.ValidationError || len(errs) != 2 {
+			t.Errorf("with a bad status too: %d %s, want VALIDATION_ERROR listing both", w.Code, w.Body)
+		}
+	})
 }
 
 // TestSessionListIsolation: a cursor is only a position; one naming
