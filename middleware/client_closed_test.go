@@ -21,7 +21,7 @@ func TestClientClosedPanicStays500(t *testing.T) {
 	buf := &logBuffer{}
 	reg := prometheus.NewRegistry()
 	rt := middleware.NewRouter()
-	rt.HandleFunc("GET /bug", func(w http.ResponseWriter, r *http.Request) { var m map[string]int; m["x"] = 1 })
+	rt.HandleFunc("GET /bug", func(w http.ResponseWriter, r *http.Request) { panic("a handler bug") })
 	h := middleware.Chain(middleware.RequestID(nil), middleware.Metrics(reg, nil),
 		middleware.Logger(slog.New(logjson.New(buf, nil)), nil), middleware.Recover(slog.New(logjson.New(buf, nil))))(rt)
 	ctx, cancel := context.WithCancel(context.Background())
