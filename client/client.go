@@ -141,7 +141,10 @@ type idempotencyKeyCtx struct{}
 // ContextWithIdempotencyKey returns a context that makes the POST or PATCH
 // of a call made with it carry key as its Idempotency-Key, instead of one
 // the client makes up: use it to retry a logical operation across
-// processes.
+// processes. A key create or rotate repeated with the same key gets the
+// stored answer of the first call, which holds no secret: Keys.Create and
+// Keys.Rotate then return ErrSecretNotReceived (the secret went to the
+// first call, if it was received at all).
 func ContextWithIdempotencyKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, idempotencyKeyCtx{}, key)
 }
@@ -218,17 +221,23 @@ func (c *Client) sendReading(r *http.Request) (*http.Response, error) {
 // call sends in as JSON (nil for none) and decodes a 2xx body into out (nil
 // to ignore it). Every error it returns is an *Error.
 func (c *Client) call(ctx context.Context, op, method, path string, in, out any) error {
+	_, err := c.callN(ctx, op, method, path, in, out)
+	return err
+}
+
+// callN is call, also returning how many attempts the call took.
+func (c *Client) callN(ctx context.Context, op, method, path string, in, out any) (attempts int, err error) {
 	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return &Error{Op: op, Method: method, Path: path, Err: fmt.Errorf("encode request: %w", err)}
+			return 0, &Error{Op: op, Method: method, Path: path, Err: fmt.Errorf("encode request: %w", err)}
 		}
 		body = b
 	}
 	resp, err := c.send(ctx, op, method, path, body)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if out != nil && len(bytes.TrimSpace(resp.Body)) > 0 {
 		if err := json.Unmarshal(resp.Body, out); err != nil {
@@ -237,8 +246,8 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any)
 			if rl, ok := apierror.ParseRateLimit(resp.Header); ok {
 				e.RateLimit = &rl
 			}
-			return e
+			return resp.Attempts, e
 		}
 	}
-	return nil
+	return resp.Attempts, nil
 }

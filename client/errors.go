@@ -38,11 +38,13 @@ var (
 )
 
 // ErrSecretNotReceived is the cause of the error Keys.Create and
-// Keys.Rotate return when the server made the key but its secret never
-// reached the client: the first answer was cut off, and the retry (with
-// the same Idempotency-Key) got the stored replay, which by design never
-// holds a secret. The key exists and works; revoke it (its id is in the
-// *CreatedKey returned with the error) and create another.
+// Keys.Rotate return when the answer holds no secret: it was the stored
+// replay of an earlier attempt with the same Idempotency-Key (a replay
+// never holds one), either because the first answer was cut off and the
+// client retried, or because the caller repeated the call with
+// ContextWithIdempotencyKey. The key exists and works; unless an earlier
+// call received its secret, revoke it (its id is in the *CreatedKey
+// returned with the error) and create another.
 var ErrSecretNotReceived = errors.New("the key was made but its secret was not received")
 
 // Error is the error every Client method returns when a call fails. Err is

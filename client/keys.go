@@ -65,17 +65,18 @@ type KeyService struct{ c *Client }
 func (s *KeyService) Create(ctx context.Context, in KeyCreate) (*CreatedKey, error) {
 	const op = "create key"
 	var out CreatedKey
-	if err := s.c.call(ctx, op, http.MethodPost, "/v1/keys", in, &out); err != nil {
+	attempts, err := s.c.callN(ctx, op, http.MethodPost, "/v1/keys", in, &out)
+	if err != nil {
 		return nil, err
 	}
-	return withSecret(op, http.MethodPost, "/v1/keys", &out)
+	return withSecret(op, http.MethodPost, "/v1/keys", attempts, &out)
 }
 
 // withSecret returns out, and an error if its secret is missing.
-func withSecret(op, method, path string, out *CreatedKey) (*CreatedKey, error) {
+func withSecret(op, method, path string, attempts int, out *CreatedKey) (*CreatedKey, error) {
 	if out.Key == "" {
-		return out, &Error{Op: op, Method: method, Path: path,
-			Err: fmt.Errorf("key %s: %w; revoke it and make another", out.ID, ErrSecretNotReceived)}
+		return out, &Error{Op: op, Method: method, Path: path, Attempts: attempts,
+			Err: fmt.Errorf("key %s: %w (the answer was the stored replay of an earlier attempt with this Idempotency-Key; unless an earlier call received the secret, revoke the key and make another)", out.ID, ErrSecretNotReceived)}
 	}
 	return out, nil
 }
@@ -140,10 +141,11 @@ func (s *KeyService) Rotate(ctx context.Context, id string, overlap time.Duratio
 		body.Overlap = formatDuration(overlap)
 	}
 	var out CreatedKey
-	if err := s.c.call(ctx, op, http.MethodPost, "/v1/keys/"+p+"/rotate", body, &out); err != nil {
+	attempts, err := s.c.callN(ctx, op, http.MethodPost, "/v1/keys/"+p+"/rotate", body, &out)
+	if err != nil {
 		return nil, err
 	}
-	return withSecret(op, http.MethodPost, "/v1/keys/"+p+"/rotate", &out)
+	return withSecret(op, http.MethodPost, "/v1/keys/"+p+"/rotate", attempts, &out)
 }
 
 // formatDuration writes d as Go does, without zero trailing units:

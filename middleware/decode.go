@@ -49,8 +49,8 @@ type DecodeOptions struct {
 //     null required member;
 //   - 400 VALIDATION_ERROR for an integer too large for its Go field, or
 //     too small for a signed one (details.field, details.reason "Must be
-//     at most N"); a negative number for an unsigned field is a wrong
-//     type, 400 INVALID_REQUEST.
+//     at most N" or "Must be at least N"); a negative number for an
+//     unsigned field is a wrong type, 400 INVALID_REQUEST.
 func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)

@@ -71,4 +71,8 @@ func TestKeyCreateSecretCutOff(t *testing.T) {
 	if !strings.Contains(err.Error(), ck.ID) {
 		t.Errorf("error %q does not name the key %s", err, ck.ID)
 	}
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Attempts != 2 {
+		t.Errorf("error %#v, want a *client.Error with Attempts 2", err)
+	}
 }
