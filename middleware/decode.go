@@ -33,6 +33,10 @@ type DecodeOptions struct {
 	// which are refused by default: PostgreSQL's text and jsonb cannot
 	// store them, and no text a person writes holds one.
 	AllowNUL bool
+	// Optional makes the body optional: an empty one (no bytes, or only
+	// white space, whatever its framing or Content-Type) leaves v as it
+	// is and is no error.
+	Optional bool
 }
 
 // DecodeJSON reads r's body strictly into v and returns an *apierror.Error
@@ -52,6 +56,14 @@ type DecodeOptions struct {
 //     at most N" or "Must be at least N"); a negative number for an
 //     unsigned field is a wrong type, 400 INVALID_REQUEST.
 func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
+	if opts.Optional {
+		data, err := readAll(r)
+		if err != nil || len(bytes.TrimSpace(data)) == 0 {
+			return err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		opts.Optional = false
+	}
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil || !(mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
@@ -61,14 +73,27 @@ func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
 	if r.Body == nil {
 		return bad("", "The request body is required.", "empty body")
 	}
+	data, err := readAll(r)
+	if err != nil {
+		return err
+	}
+	return Unmarshal(data, v, opts)
+}
+
+// readAll reads r's body (nil reads as empty), mapping a read error to
+// 413 past BodyLimit's limit or 400 "unreadable body".
+func readAll(r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
 		if errors.As(err, new(*http.MaxBytesError)) {
-			return apierror.From(err) // 413 with details.limit_bytes
+			return nil, apierror.From(err) // 413 with details.limit_bytes
 		}
-		return bad("", "The request body could not be read.", "unreadable body")
+		return nil, bad("", "The request body could not be read.", "unreadable body")
 	}
-	return Unmarshal(data, v, opts)
+	return data, nil
 }
 
 // Unmarshal is DecodeJSON for a body already read.

@@ -200,6 +200,9 @@ func Idempotency(st store.Idempotency, opts IdempotencyOptions) Middleware {
 				return
 			}
 			fp := store.NewFingerprint(r.Method, requestTarget(r), body)
+			if perKey, _ := r.Context().Value(perKeyCtx{}).(bool); perKey {
+				fp = fp.ForKey(p.KeyID) // the calling key is part of what must match
+			}
 			rec, claimed, err := st.ClaimIdempotencyKey(r.Context(), store.IdempotencyClaim{
 				AccountID: p.AccountID, Key: key, Fingerprint: fp, Lease: opts.Lease, Retention: opts.Retention,
 			})
@@ -335,7 +338,7 @@ func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Ide
 		cw.snapshot()
 	}
 	switch {
-	case !IdempotencyStores(status):
+	case !IdempotencyStores(status) || cw.noStore:
 		settle("release", release)
 	case cw.overflow:
 		log().Warn("idempotency: response too large to store; key released", slog.Int("limit_bytes", opts.MaxResponseBytes))
@@ -361,18 +364,50 @@ func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Ide
 // w is the handler's ResponseWriter, or one wrapping it (through an
 // Unwrap method); outside Idempotency it does nothing.
 func SetReplayBody(w http.ResponseWriter, body []byte) {
+	if cw := captureOf(w); cw != nil {
+		cw.replay, cw.replaySet = body, true
+	}
+}
+
+// DontStore makes Idempotency release the key instead of storing the
+// answer w sends, as for a 400: for a refusal made from the request alone,
+// before any work (a 422 for a rule between members of the body), which a
+// client should be able to fix and send again with the same key. w is the
+// handler's ResponseWriter, or one wrapping it; outside Idempotency it
+// does nothing.
+func DontStore(w http.ResponseWriter) {
+	if cw := captureOf(w); cw != nil {
+		cw.noStore = true
+	}
+}
+
+// captureOf returns the captureWriter w is or wraps, or nil.
+func captureOf(w http.ResponseWriter) *captureWriter {
 	for {
 		switch x := w.(type) {
 		case *captureWriter:
-			x.replay, x.replaySet = body, true
-			return
+			return x
 		case interface{ Unwrap() http.ResponseWriter }:
 			w = x.Unwrap()
 		default:
-			return
+			return nil
 		}
 	}
 }
+
+// IdempotencyPerKey marks the requests it passes on so that Idempotency,
+// after it, scopes their Idempotency-Key to the calling API key rather
+// than to its account: the same key and body from another API key of the
+// account is 422 IDEMPOTENCY_KEY_REUSED, not a replay. For routes whose
+// handler checks the calling key itself (what a key may grant), whose
+// answer another key must not get without those checks.
+func IdempotencyPerKey(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), perKeyCtx{}, true)))
+	})
+}
+
+type perKeyCtx struct{}
 
 // leaseKeeper renews a claim's lease while its handler runs.
 type leaseKeeper struct {
@@ -425,6 +460,8 @@ type captureWriter struct {
 	header   map[string][]string
 	buf      bytes.Buffer
 	overflow bool
+	// noStore releases the key instead of storing the answer (DontStore).
+	noStore bool
 	// replay, when replaySet, is stored instead of buf (SetReplayBody).
 	replay    []byte
 	replaySet bool

@@ -34,6 +34,14 @@ func NewFingerprint(method, path string, body []byte) Fingerprint {
 	return Fingerprint{Method: method, Path: path, BodyHash: sha256.Sum256(body)}
 }
 
+// ForKey returns f for a request whose Idempotency-Key belongs to the API
+// key keyID rather than to its account (middleware.IdempotencyPerKey): the
+// same request from another key does not match it.
+func (f Fingerprint) ForKey(keyID string) Fingerprint {
+	f.BodyHash = sha256.Sum256(append([]byte(keyID+"\x00"), f.BodyHash[:]...))
+	return f
+}
+
 // StoredResponse is the response kept for replay.
 type StoredResponse struct {
 	Status int

@@ -949,18 +949,33 @@ func testIdempotency(t *testing.T, l *live) {
 		})
 	}
 	t.Run("in use", func(t *testing.T) {
-		body := `{"name":"busy","scopes":["leads:read"]}`
-		_, claimed, err := l.st.ClaimIdempotencyKey(context.Background(), store.IdempotencyClaim{
-			AccountID: l.account.ID, Key: "busy", Fingerprint: store.NewFingerprint("POST", "/v1/keys", []byte(body)),
-			Lease: time.Minute, Retention: time.Hour,
-		})
-		if err != nil || !claimed {
-			t.Fatalf("claim: %v %v", claimed, err)
+		admin, err := l.st.KeyByHash(context.Background(), auth.Hash(l.admin))
+		if err != nil {
+			t.Fatal(err)
 		}
-		r := l.as("POST", "/v1/keys", body, "Idempotency-Key", "busy")
-		wantError(t, r, apierror.IdempotencyKeyInUse, "", nil)
-		if r.header.Get("Retry-After") != "1" {
-			t.Errorf("Retry-After = %q, want 1", r.header.Get("Retry-After"))
+		for _, tt := range []struct {
+			path, body string
+			perKey     bool // the keys API: the Idempotency-Key belongs to the API key
+		}{
+			{"/v1/sessions", `{"sessionExternalId":"busy"}`, false},
+			{"/v1/keys", `{"name":"busy","scopes":["leads:read"]}`, true},
+		} {
+			fp := store.NewFingerprint("POST", tt.path, []byte(tt.body))
+			if tt.perKey {
+				fp = fp.ForKey(admin.ID)
+			}
+			key := "busy" + tt.path
+			_, claimed, err := l.st.ClaimIdempotencyKey(context.Background(), store.IdempotencyClaim{
+				AccountID: l.account.ID, Key: key, Fingerprint: fp, Lease: time.Minute, Retention: time.Hour,
+			})
+			if err != nil || !claimed {
+				t.Fatalf("claim: %v %v", claimed, err)
+			}
+			r := l.as("POST", tt.path, tt.body, "Idempotency-Key", key)
+			wantError(t, r, apierror.IdempotencyKeyInUse, "", nil)
+			if r.header.Get("Retry-After") != "1" {
+				t.Errorf("%s: Retry-After = %q, want 1", tt.path, r.header.Get("Retry-After"))
+			}
 		}
 	})
 	wantError(t, l.as("POST", "/v1/leads", `{"name":"x","phone":"+14155550779"}`, "Idempotency-Key", strings.Repeat("k", 256)),

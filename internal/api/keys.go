@@ -151,6 +151,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := req.Validate(a.cfg.Now()); err != nil {
+		middleware.DontStore(w) // its 422 is a rule of the body alone
 		apierror.Write(w, r, err)
 		return
 	}
@@ -228,12 +229,10 @@ type rotateRequest struct {
 }
 
 func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
-	var req rotateRequest
-	if r.ContentLength != 0 {
-		if err := middleware.DecodeJSON(r, &req, middleware.DecodeOptions{}); err != nil {
-			apierror.Write(w, r, err)
-			return
-		}
+	var req rotateRequest // the body is optional, whatever its framing
+	if err := middleware.DecodeJSON(r, &req, middleware.DecodeOptions{Optional: true}); err != nil {
+		apierror.Write(w, r, err)
+		return
 	}
 	overlap := DefaultRotationOverlap
 	if req.Overlap != nil {

@@ -17,19 +17,23 @@ func (a *API) Routes(handle func(pattern string, h http.Handler)) {
 	}
 	// The scope is checked before idempotency: a key without the route's
 	// scope gets 403, never another key's stored answer to replay.
-	route := func(pattern, scope string, h http.HandlerFunc) {
+	route := func(pattern, scope string, h http.HandlerFunc, before ...middleware.Middleware) {
 		ms := append(authed[:len(authed):len(authed)], middleware.RequireScopes(scope))
 		if a.cfg.Idempotency != nil {
-			ms = append(ms, a.cfg.Idempotency)
+			ms = append(append(ms, before...), a.cfg.Idempotency)
 		}
 		handle(pattern, middleware.Chain(ms...)(h))
 	}
+	// The keys API's handlers check what the calling key may grant: an
+	// Idempotency-Key there belongs to the calling key, so another key of
+	// the account cannot replay an answer it would not be given.
+	perKey := middleware.Middleware(middleware.IdempotencyPerKey)
 
-	route("POST /v1/keys", auth.ScopeKeysWrite, a.createKey)
+	route("POST /v1/keys", auth.ScopeKeysWrite, a.createKey, perKey)
 	route("GET /v1/keys", auth.ScopeKeysRead, a.listKeys)
 	route("GET /v1/keys/{id}", auth.ScopeKeysRead, a.getKey)
-	route("DELETE /v1/keys/{id}", auth.ScopeKeysWrite, a.revokeKey)
-	route("POST /v1/keys/{id}/rotate", auth.ScopeKeysWrite, a.rotateKey)
+	route("DELETE /v1/keys/{id}", auth.ScopeKeysWrite, a.revokeKey, perKey)
+	route("POST /v1/keys/{id}/rotate", auth.ScopeKeysWrite, a.rotateKey, perKey)
 
 	route("POST /v1/sessions", auth.ScopeSessionsWrite, a.createSession)
 	route("GET /v1/sessions", auth.ScopeSessionsRead, a.listSessions)

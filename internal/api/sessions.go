@@ -189,6 +189,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := checkSession(s, ""); err != nil {
+		middleware.DontStore(w) // a rule of the body alone: fix it, resend with the same key
 		apierror.Write(w, r, err)
 		return
 	}
