@@ -94,15 +94,34 @@ func WithClock(now func() time.Time, sleep func(ctx context.Context, d time.Dura
 	return func(c *config) { c.now, c.sleep = now, sleep }
 }
 
+// redactUserinfo hides the user information of a base URL quoted in an
+// error, whether it parses or not: everything from the authority's start
+// (after "//", or the string's start without one) to the last "@". That
+// may hide more than the userinfo (an "@" in the path), never less (a
+// password holding "/", "?" or "#").
+func redactUserinfo(s string) string {
+	start := 0
+	if i := strings.Index(s, "//"); i >= 0 {
+		start = i + 2
+	}
+	if at := strings.LastIndex(s, "@"); at >= start {
+		return s[:start] + "xxxxx" + s[at:]
+	}
+	return s
+}
+
 // New returns a Client for the API at baseURL (e.g.
 // "http://localhost:8080"; a path prefix is kept).
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: new: base URL %q is not an http(s) URL", baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("client: new: base URL %q does not parse", redactUserinfo(baseURL))
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: new: base URL %q is not an http(s) URL", redactUserinfo(baseURL))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("client: new: base URL %q has a query or fragment", baseURL)
+		return nil, fmt.Errorf("client: new: base URL %q has a query or fragment", redactUserinfo(baseURL))
 	}
 	cfg := config{userAgent: DefaultUserAgent}
 	for _, o := range opts {
@@ -141,7 +160,10 @@ type idempotencyKeyCtx struct{}
 // ContextWithIdempotencyKey returns a context that makes the POST or PATCH
 // of a call made with it carry key as its Idempotency-Key, instead of one
 // the client makes up: use it to retry a logical operation across
-// processes. A key create or rotate repeated with the same key gets the
+// processes (on the keys API, with the same API key: there an
+// Idempotency-Key belongs to the API key that sent it, and another API key
+// gets 422 IDEMPOTENCY_KEY_REUSED). A key create or rotate repeated with
+// the same key gets the
 // stored answer of the first call, which holds no secret: Keys.Create and
 // Keys.Rotate then return ErrSecretNotReceived (the secret went to the
 // first call, if it was received at all).

@@ -186,3 +186,22 @@ func TestTransportConcurrentUse(t *testing.T) {
 		t.Errorf("hits = %d, want 160", n)
 	}
 }
+
+// TestNewRedactsBaseURL: a base URL that New refuses is quoted in its
+// error without its password, whether or not it parses.
+func TestNewRedactsBaseURL(t *testing.T) {
+	for _, base := range []string{
+		"http://u:S3c%zzret@127.0.0.1:1",       // does not parse
+		"ftp://u:S3cret@127.0.0.1/x",           // not http(s)
+		"http://u:S3cret@127.0.0.1:1/?q=1",     // a query
+		"http://u:S3c%zzret@127.0.0.1:1/p?q#f", // does not parse, with a path
+		"http://admin:pa/S3c%zz@127.0.0.1:1",   // a "/" in the password
+		"admin:S3cret@127.0.0.1:8080",          // no scheme
+		"//admin:S3c%zz@127.0.0.1:8080",        // scheme-relative
+	} {
+		_, err := client.New(base)
+		if err == nil || strings.Contains(err.Error(), "S3c") || !strings.Contains(err.Error(), "127.0.0.1") {
+			t.Errorf("New(%q) error = %v; want one without the password, naming the host", base, err)
+		}
+	}
+}

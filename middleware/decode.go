@@ -34,8 +34,8 @@ type DecodeOptions struct {
 	// store them, and no text a person writes holds one.
 	AllowNUL bool
 	// Optional makes the body optional: an empty one (no bytes, or only
-	// white space, whatever its framing or Content-Type) leaves v as it
-	// is and is no error.
+	// JSON's white space, whatever its framing or Content-Type) leaves v
+	// as it is and is no error.
 	Optional bool
 }
 
@@ -58,7 +58,7 @@ type DecodeOptions struct {
 func DecodeJSON(r *http.Request, v any, opts DecodeOptions) error {
 	if opts.Optional {
 		data, err := readAll(r)
-		if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		if err != nil || len(bytes.Trim(data, " \t\r\n")) == 0 { // JSON's white space only
 			return err
 		}
 		r.Body = io.NopCloser(bytes.NewReader(data))

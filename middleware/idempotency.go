@@ -97,6 +97,8 @@ type leaseTimer interface {
 //     again. tollgate's handlers answer 5xx only when their write did not
 //     happen (the store failed), so running again is the right outcome;
 //     a stored 500 would repeat a transient failure for 24 hours.
+//
+// A handler can also keep a 4xx of its own from being stored (DontStore).
 func IdempotencyStores(status int) bool {
 	switch status {
 	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden,
@@ -200,7 +202,8 @@ func Idempotency(st store.Idempotency, opts IdempotencyOptions) Middleware {
 				return
 			}
 			fp := store.NewFingerprint(r.Method, requestTarget(r), body)
-			if perKey, _ := r.Context().Value(perKeyCtx{}).(bool); perKey {
+			perKey, _ := r.Context().Value(perKeyCtx{}).(bool)
+			if perKey {
 				fp = fp.ForKey(p.KeyID) // the calling key is part of what must match
 			}
 			rec, claimed, err := st.ClaimIdempotencyKey(r.Context(), store.IdempotencyClaim{
@@ -211,7 +214,7 @@ func Idempotency(st store.Idempotency, opts IdempotencyOptions) Middleware {
 				return
 			}
 			if !claimed {
-				answerExisting(w, r, rec, fp)
+				answerExisting(w, r, rec, fp, perKey)
 				return
 			}
 			run(w, r, next, st, &opts, rec)
@@ -273,11 +276,15 @@ func requestTarget(r *http.Request) string {
 
 // answerExisting answers a request whose key is held by another: 422 for
 // another request, the stored result when there is one, 409 otherwise.
-func answerExisting(w http.ResponseWriter, r *http.Request, rec store.IdempotencyRecord, fp store.Fingerprint) {
+// perKey says the key belongs to the calling API key (IdempotencyPerKey).
+func answerExisting(w http.ResponseWriter, r *http.Request, rec store.IdempotencyRecord, fp store.Fingerprint, perKey bool) {
 	switch {
 	case rec.Fingerprint != fp:
-		apierror.Write(w, r, apierror.New(apierror.IdempotencyKeyReused,
-			"This Idempotency-Key was first used with another method, path or body; use a new key for a new request."))
+		msg := "This Idempotency-Key was first used with another method, path or body; use a new key for a new request."
+		if perKey {
+			msg = "This Idempotency-Key was first used with another method, path or body, or by another API key; use a new key for a new request."
+		}
+		apierror.Write(w, r, apierror.New(apierror.IdempotencyKeyReused, msg))
 	case rec.State == store.IdempotencyComplete && rec.Response != nil:
 		h := w.Header()
 		for k, vs := range rec.Response.Header {
@@ -338,7 +345,7 @@ func run(w http.ResponseWriter, r *http.Request, next http.Handler, st store.Ide
 		cw.snapshot()
 	}
 	switch {
-	case !IdempotencyStores(status) || cw.noStore:
+	case !IdempotencyStores(status) || cw.noStore && status/100 == 4:
 		settle("release", release)
 	case cw.overflow:
 		log().Warn("idempotency: response too large to store; key released", slog.Int("limit_bytes", opts.MaxResponseBytes))
@@ -369,8 +376,9 @@ func SetReplayBody(w http.ResponseWriter, body []byte) {
 	}
 }
 
-// DontStore makes Idempotency release the key instead of storing the
-// answer w sends, as for a 400: for a refusal made from the request alone,
+// DontStore makes Idempotency release the key instead of storing the 4xx
+// answer w sends, as for a 400 (an answer of another class is stored or
+// not by IdempotencyStores as usual): for a refusal made from the request alone,
 // before any work (a 422 for a rule between members of the body), which a
 // client should be able to fix and send again with the same key. w is the
 // handler's ResponseWriter, or one wrapping it; outside Idempotency it

@@ -31,7 +31,8 @@ Flags may come before or after PATH.
   -v           show each attempt and each wait on stderr
 
 Exit status: 0 success, 1 the API refused the request (4xx), 2 usage,
-3 server error (5xx), network failure after retries, or a 3xx not followed.
+3 server error (5xx), network failure after retries, or a 3xx not followed,
+130 interrupted (SIGINT or SIGTERM).
 
 Examples:
   tollgate call /v1/leads
@@ -45,6 +46,10 @@ const (
 	callRefused     = 1
 	callUsageError  = 2
 	callServerError = 3
+	// callInterrupted is the shell's status for a command ended by SIGINT
+	// (128+2), used for SIGTERM too: the call was cancelled, which says
+	// nothing of the server.
+	callInterrupted = 130
 )
 
 // defaultBaseURL is where tollgate call goes without --base or TOLLGATE_URL.
@@ -175,6 +180,9 @@ func printCallError(stderr io.Writer, err error) int {
 	if a == nil {
 		fmt.Fprintf(stderr, "tollgate call: %s %s: %v\n", ce.Method, ce.Path, ce.Err)
 		fmt.Fprintf(stderr, "  attempts: %d (%s)\n", ce.Attempts, ce.Stop)
+		if errors.Is(err, context.Canceled) {
+			return callInterrupted
+		}
 		return callServerError
 	}
 	fmt.Fprintf(stderr, "tollgate call: %d %s: %s\n", a.HTTPStatus(), a.Code, a.Message)

@@ -260,7 +260,7 @@ func TestCallDefaultBase(t *testing.T) {
 	cancel()
 	var stdout, stderr bytes.Buffer
 	code := callCmd(ctx, []string{"/v1/leads"}, envOf(nil), &stdout, &stderr)
-	if code != 3 || !strings.Contains(stderr.String(), defaultBaseURL+"/v1/leads") {
-		t.Errorf("exit = %d, stderr %q; want 3 and the failed call", code, stderr.String())
+	if code != callInterrupted || !strings.Contains(stderr.String(), defaultBaseURL+"/v1/leads") {
+		t.Errorf("exit = %d, stderr %q; want %d (cancelled) and the failed call", code, stderr.String(), callInterrupted)
 	}
 }

@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tollgate-dev/tollgate/internal/api"
 	"github.com/tollgate-dev/tollgate/store"
@@ -76,6 +79,17 @@ func keysCmd(ctx context.Context, e env, args []string) error {
 	if sub == "create" && (*name == "" || *scopes == "") {
 		return usageError{"keys create: --name and --scopes are required"}
 	}
+	// Every argument is checked before the database is touched: an extra
+	// word is a mistake (--scopes a b gave a key without b), never ignored.
+	switch wantIDs := map[string]int{"create": 0, "list": 0, "revoke": 1, "rotate": 1}[sub]; {
+	case len(rest) != wantIDs && wantIDs == 0:
+		return usageError{fmt.Sprintf("keys %s: unexpected arguments: %s (scopes are one comma-separated list: --scopes a,b)", sub, strings.Join(rest, " "))}
+	case len(rest) != wantIDs:
+		return usageError{"keys " + sub + ": want exactly one key ID"}
+	}
+	if *account == "" {
+		return usageError{"keys: --account (env TOLLGATE_ACCOUNT) must not be empty"}
+	}
 	// Before the database is touched. A negative --expires would otherwise
 	// make a key that never expires, and a negative --overlap end the old
 	// key at once, where POST /v1/keys/{id}/rotate refuses it.
@@ -95,12 +109,6 @@ func keysCmd(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	out := e.stdout
-	needID := func() (string, error) {
-		if len(rest) != 1 {
-			return "", usageError{"keys " + sub + ": want exactly one key ID"}
-		}
-		return rest[0], nil
-	}
 	switch sub {
 	case "create":
 		req := api.KeyRequest{Name: *name, Scopes: splitList(*scopes), Rate: *rate}
@@ -131,15 +139,11 @@ func keysCmd(ctx context.Context, e env, args []string) error {
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tNAME\tSTART\tSCOPES\tSTATE\tLAST USED")
 		for _, k := range ks {
-			fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\n", k.ID, k.Name, k.Start, strings.Join(k.Scopes, ","), keyState(k, time.Now()), fmtTime(k.LastUsedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\n", k.ID, printable(k.Name), k.Start, strings.Join(k.Scopes, ","), keyState(k, time.Now()), fmtTime(k.LastUsedAt))
 		}
 		return tw.Flush()
 	case "revoke":
-		id, err := needID()
-		if err != nil {
-			return err
-		}
-		k, err := st.RevokeKey(ctx, acc.ID, id, time.Now())
+		k, err := st.RevokeKey(ctx, acc.ID, rest[0], time.Now())
 		if err != nil {
 			return err
 		}
@@ -149,11 +153,7 @@ func keysCmd(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(out, "revoked %s (%s…)\n", k.ID, k.Start)
 		return nil
 	case "rotate":
-		id, err := needID()
-		if err != nil {
-			return err
-		}
-		ck, err := api.RotateKey(ctx, st, acc.ID, id, *overlap)
+		ck, err := api.RotateKey(ctx, st, acc.ID, rest[0], *overlap)
 		if err != nil {
 			return err
 		}
@@ -162,11 +162,23 @@ func keysCmd(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
+// printable returns s for a terminal: quoted, with escapes, when it is not
+// valid UTF-8 or holds a character that is not printable (a control
+// character, a tab or newline that would break the table, an escape
+// sequence, U+2028, bidirectional overrides, zero-width characters).
+// Names in any script stay as they are.
+func printable(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
 func printCreated(out io.Writer, ck api.CreatedKey, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(out).Encode(ck)
 	}
-	fmt.Fprintf(out, "%s\n\nid:     %s\nname:   %s\nscopes: %s\n", ck.Secret, ck.ID, ck.Name, strings.Join(ck.Scopes, ","))
+	fmt.Fprintf(out, "%s\n\nid:     %s\nname:   %s\nscopes: %s\n", ck.Secret, ck.ID, printable(ck.Name), strings.Join(ck.Scopes, ","))
 	if ck.ExpiresAt != nil {
 		fmt.Fprintf(out, "expires: %s\n", ck.ExpiresAt.Format(time.RFC3339))
 	}

@@ -52,7 +52,9 @@ func exitCode(err error) int {
 		return 0
 	case errors.As(err, &ee):
 		return int(ee)
-	case errors.As(err, &ue), errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp): // -h asked for the usage: not an error
+		return 0
+	case errors.As(err, &ue):
 		return 2
 	}
 	return 1
@@ -61,6 +63,9 @@ func exitCode(err error) int {
 // run is the whole program: it dispatches args to a subcommand.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	if len(args) == 2 && args[0] == "help" {
+		args = []string{args[1], "-h"} // "tollgate help keys" is "tollgate keys -h"
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stderr, usage())
 		if len(args) == 0 {

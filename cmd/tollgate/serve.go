@@ -170,7 +170,7 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	if err := bootstrap(ctx, st, c.account, e); err != nil {
+	if err := bootstrap(ctx, st, c.account, l.Addr().String(), e); err != nil {
 		return err
 	}
 
@@ -295,7 +295,7 @@ func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
 // failed after the account was created must not leave a database on which
 // no start ever prints a key. Once a key exists, whoever made it, no start
 // prints one again.
-func bootstrap(ctx context.Context, st store.Store, account string, e env) error {
+func bootstrap(ctx context.Context, st store.Store, account, addr string, e env) error {
 	acc, _, err := st.EnsureAccount(ctx, account)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -318,9 +318,9 @@ func bootstrap(ctx context.Context, st store.Store, account string, e env) error
 
    %s
 
- Use it:  curl -H "Authorization: Bearer $KEY" localhost:8080/v1/keys
+ Use it:  curl -H "Authorization: Bearer $KEY" http://%s/v1/keys
 ==========================================================================
 
-`, acc.Name, ck.Secret)
+`, acc.Name, ck.Secret, addr)
 	return nil
 }

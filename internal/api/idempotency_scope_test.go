@@ -76,8 +76,8 @@ func TestIdempotencyKeysPerAPIKey(t *testing.T) {
 		t.Fatalf("admin: %d %s", w.Code, w.Body)
 	}
 	w := idemDo(h, "POST", "/v1/keys", body, limited.Secret, "grant-1")
-	if w.Code == 201 || w.Header().Get("Idempotent-Replayed") != "" {
-		t.Errorf("limited key with the admin's Idempotency-Key: %d replayed=%q, want no replay: %s",
+	if w.Code != 422 || w.Header().Get("Idempotent-Replayed") != "" || !strings.Contains(w.Body.String(), "IDEMPOTENCY_KEY_REUSED") || !strings.Contains(w.Body.String(), "another API key") {
+		t.Errorf("limited key with the admin's Idempotency-Key: %d replayed=%q, want 422 IDEMPOTENCY_KEY_REUSED naming another API key: %s",
 			w.Code, w.Header().Get("Idempotent-Replayed"), w.Body)
 	}
 	// The admin's own retry still replays.

@@ -32,7 +32,7 @@ func (a *API) Routes(handle func(pattern string, h http.Handler)) {
 	route("POST /v1/keys", auth.ScopeKeysWrite, a.createKey, perKey)
 	route("GET /v1/keys", auth.ScopeKeysRead, a.listKeys)
 	route("GET /v1/keys/{id}", auth.ScopeKeysRead, a.getKey)
-	route("DELETE /v1/keys/{id}", auth.ScopeKeysWrite, a.revokeKey, perKey)
+	route("DELETE /v1/keys/{id}", auth.ScopeKeysWrite, a.revokeKey)
 	route("POST /v1/keys/{id}/rotate", auth.ScopeKeysWrite, a.rotateKey, perKey)
 
 	route("POST /v1/sessions", auth.ScopeSessionsWrite, a.createSession)
