@@ -44,12 +44,17 @@ func Concurrency(n int) Middleware {
 
 // Timeout gives each request a deadline of d. Handlers that pass the
 // context to their stores fail with context.DeadlineExceeded, which
-// apierror maps to 503 SERVICE_UNAVAILABLE, reason "timeout".
+// apierror maps to 503 SERVICE_UNAVAILABLE, reason "timeout". The
+// connection's read deadline is set to the same instant, so a body that
+// trickles in cannot hold the request (and a Concurrency slot) for the
+// server's whole ReadTimeout: its read fails, and the request gets its 400.
 func Timeout(d time.Duration) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), d)
 			defer cancel()
+			deadline, _ := ctx.Deadline()
+			_ = http.NewResponseController(w).SetReadDeadline(deadline) // not supported by every writer: the context still ends it
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}

@@ -1,8 +1,12 @@
 package middleware_test
 
 import (
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -77,5 +81,30 @@ func TestMaintenance(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
 	if w.Code != 200 || m.On() {
 		t.Errorf("maintenance off: %d", w.Code)
+	}
+}
+
+// TestTimeoutBodyRead: a body that trickles in cannot hold the request past
+// its deadline: Timeout sets the connection's read deadline, so the read
+// fails with a timeout (not after the server's ReadTimeout), and the
+// handler can answer.
+func TestTimeoutBodyRead(t *testing.T) {
+	readErr := make(chan error, 1)
+	srv := httptest.NewServer(middleware.Timeout(50 * time.Millisecond)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		readErr <- err
+	})))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Ten bytes promised, one sent, then nothing.
+	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-readErr; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("body read: %v, want the read deadline exceeded", err)
 	}
 }

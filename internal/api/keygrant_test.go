@@ -161,3 +161,30 @@ func TestKeyRateLength(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokedCallerCannotGrant: a key revoked in the store (by another
+// instance, or the CLI) while this instance still has it cached cannot
+// create or rotate keys in that window: the keys API reads the calling key
+// from the store, answers 401 revoked, and forgets the cached answer.
+func TestRevokedCallerCannotGrant(t *testing.T) {
+	l := startLive(t, sqliteStore(t), liveOptions{noRateLimit: true})
+	ctx := context.Background()
+	ck, err := api.CreateKey(ctx, l.st, l.account.ID, api.KeyRequest{Name: "soon revoked", Scopes: []string{auth.ScopeAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := l.call("GET", "/v1/keys", "", bearer(ck.Secret)...); r.status != 200 { // now cached
+		t.Fatalf("before: %d", r.status)
+	}
+	if _, err := l.st.RevokeKey(ctx, l.account.ID, ck.ID, time.Now()); err != nil { // not through this instance
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/keys", `{"name":"heir","scopes":["*"]}`},
+		{"POST", "/v1/keys/" + ck.ID + "/rotate", `{}`},
+	} {
+		wantError(t, l.call(c.method, c.path, c.body, bearer(ck.Secret)...), apierror.Unauthorized, "", map[string]any{"reason": "revoked"})
+	}
+	// Forgotten: the next request is refused by Auth, not served from cache.
+	wantError(t, l.call("GET", "/v1/keys", "", bearer(ck.Secret)...), apierror.Unauthorized, "", map[string]any{"reason": "revoked"})
+}

@@ -156,9 +156,9 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principal(r)
-	caller, err := a.cfg.Store.KeyByID(r.Context(), p.AccountID, p.KeyID)
+	caller, err := a.callerKey(r)
 	if err != nil {
-		apierror.Write(w, r, storeError(err, "key", "API key"))
+		apierror.Write(w, r, err)
 		return
 	}
 	// A new key without its own rate or expiry gets the caller's.
@@ -257,8 +257,10 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
 		return
 	}
-	if overlap == 0 && a.cfg.Verifier != nil {
-		a.cfg.Verifier.Forget(target.Hash) // ended at once, as revoke
+	if a.cfg.Verifier != nil {
+		// Its expiry changed: this instance sees it at once (0s ends it
+		// now, as revoke), not a cache TTL later.
+		a.cfg.Verifier.Forget(target.Hash)
 	}
 	w.Header().Set("Location", "/v1/keys/"+ck.ID)
 	respondSecret(w, r, http.StatusCreated, ck, ck.replay())
@@ -268,11 +270,10 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 // caller may revoke or rotate only if it holds every scope of it: a key
 // cannot end or take over a key that can do more than it can.
 func (a *API) managedKey(r *http.Request) (caller, target store.APIKey, err error) {
-	p := principal(r)
-	if caller, err = a.cfg.Store.KeyByID(r.Context(), p.AccountID, p.KeyID); err == nil {
-		target, err = a.cfg.Store.KeyByID(r.Context(), p.AccountID, r.PathValue("id"))
+	if caller, err = a.callerKey(r); err != nil {
+		return caller, target, err
 	}
-	if err != nil {
+	if target, err = a.cfg.Store.KeyByID(r.Context(), caller.AccountID, r.PathValue("id")); err != nil {
 		return caller, target, storeError(err, "key", "API key")
 	}
 	if missing := auth.Scopes(caller.Scopes).Missing(target.Scopes); len(missing) > 0 {
@@ -280,6 +281,32 @@ func (a *API) managedKey(r *http.Request) (caller, target store.APIKey, err erro
 			With("required_scopes", target.Scopes).With("missing_scopes", missing)
 	}
 	return caller, target, nil
+}
+
+// callerKey returns the calling key's record, read from the store: what
+// it may grant is judged on it, not on the verifier's cached answer. A key
+// revoked or expired since it was cached (on another instance, or by the
+// CLI: up to the cache's 1 s) is refused with 401 here, and forgotten, so
+// that the grace of the cache cannot mint a successor that outlives it.
+func (a *API) callerKey(r *http.Request) (store.APIKey, error) {
+	p := principal(r)
+	k, err := a.cfg.Store.KeyByID(r.Context(), p.AccountID, p.KeyID)
+	if err != nil {
+		return k, storeError(err, "key", "API key")
+	}
+	reason, message := "", ""
+	switch {
+	case k.RevokedAt != nil:
+		reason, message = "revoked", "The API key has been revoked."
+	case k.ExpiresAt != nil && !a.cfg.Now().Before(*k.ExpiresAt):
+		reason, message = "expired", "The API key has expired."
+	default:
+		return k, nil
+	}
+	if a.cfg.Verifier != nil {
+		a.cfg.Verifier.Forget(k.Hash)
+	}
+	return k, apierror.New(apierror.Unauthorized, message).With("reason", reason)
 }
 
 // checkGrant refuses with FORBIDDEN a key (made or rotated by caller) with
