@@ -122,6 +122,10 @@ type Keys interface {
 	// ListKeys returns every key of accountID, revoked ones included,
 	// oldest first.
 	ListKeys(ctx context.Context, accountID string) ([]APIKey, error)
+	// ListKeysPage is ListKeys a page at a time: the keys of accountID
+	// with IDs after page.After, at most page.EffectiveLimit() of them,
+	// and the cursor of the next page ("" after the last).
+	ListKeysPage(ctx context.Context, accountID string, page Page) (list []APIKey, next string, err error)
 	// RevokeKey sets the key's RevokedAt to at and returns the key.
 	// Revoking a revoked key keeps the first time and is not an error.
 	RevokeKey(ctx context.Context, accountID, id string, at time.Time) (APIKey, error)
@@ -266,6 +270,17 @@ func (p Page) EffectiveLimit() int {
 		return MaxLimit
 	}
 	return p.Limit
+}
+
+// CutPage trims list, read with limit+1 rows, to a page of limit and
+// returns the next page's cursor: the last item's ID when there was more,
+// "" otherwise. It is a helper for backends.
+func CutPage[T any](list []T, limit int, id func(T) string) ([]T, string) {
+	if len(list) <= limit {
+		return list, ""
+	}
+	list = list[:limit]
+	return list, id(list[limit-1])
 }
 
 // RotationExpiry returns the expiry a backend sets on key old when rotating

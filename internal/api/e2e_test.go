@@ -842,9 +842,42 @@ func testKeys(t *testing.T, l *live) {
 		map[string]any{"field": "expires_at", "reason": "Must be between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z"})
 	wantError(t, l.as("POST", "/v1/keys", `{"name":"x","scopes":["*"],"expires_at":"2030-01-01"}`), apierror.InvalidRequest,
 		"Field expires_at must be an RFC 3339 date-time string.", map[string]any{"field": "expires_at", "reason": "wrong type"})
-	wantError(t, l.as("GET", "/v1/keys?limit=5", ""), apierror.InvalidRequest, "", map[string]any{"field": "limit", "reason": "unknown parameter"})
+	wantError(t, l.as("GET", "/v1/keys?status=active", ""), apierror.InvalidRequest, "", map[string]any{"field": "status", "reason": "unknown parameter"})
+	wantError(t, l.as("GET", "/v1/keys?limit=0", ""), apierror.InvalidRequest, "", map[string]any{"field": "limit"})
 	if r := l.as("GET", "/v1/keys", ""); r.status != 200 {
 		t.Errorf("list after the refusals = %d: %s", r.status, r.body)
+	}
+	// A page at a time: every key once, in order, over pages of 2.
+	var seen []string
+	for cursor, pages := "", 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("key pages never end")
+		}
+		target := "/v1/keys?limit=2"
+		if cursor != "" {
+			target += "&cursor=" + cursor
+		}
+		page := into[struct {
+			Data       []api.Key `json:"data"`
+			NextCursor *string   `json:"next_cursor"`
+		}](t, l.as("GET", target, ""))
+		if len(page.Data) > 2 {
+			t.Fatalf("a page of %d keys, limit 2", len(page.Data))
+		}
+		for _, k := range page.Data {
+			seen = append(seen, k.ID)
+		}
+		if page.NextCursor == nil {
+			break
+		}
+		cursor = *page.NextCursor
+	}
+	all, err := l.st.ListKeys(context.Background(), l.account.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != len(all) || !slices.IsSorted(seen) {
+		t.Errorf("paged keys %v, want the account's %d keys in order", seen, len(all))
 	}
 	wantError(t, l.call("POST", "/v1/keys", `{"name":"x","scopes":["*"]}`, bearer(l.key(auth.ScopeKeysWrite))...), apierror.Forbidden, "",
 		map[string]any{"missing_scopes": []string{"*"}})

@@ -182,11 +182,12 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
-	if _, err := queryParams(r); err != nil { // it takes none
+	page, _, err := listQuery(r, store.PrefixKey)
+	if err != nil {
 		apierror.Write(w, r, err)
 		return
 	}
-	ks, err := a.cfg.Store.ListKeys(r.Context(), principal(r).AccountID)
+	ks, next, err := a.cfg.Store.ListKeysPage(r.Context(), principal(r).AccountID, page)
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
 		return
@@ -195,7 +196,7 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 	for i, k := range ks {
 		views[i] = NewKeyView(k)
 	}
-	respond(w, r, http.StatusOK, newList(views, ""))
+	respond(w, r, http.StatusOK, newList(views, encodeCursor(next)))
 }
 
 func (a *API) getKey(w http.ResponseWriter, r *http.Request) {

@@ -73,6 +73,25 @@ func (db *DB) ListKeys(ctx context.Context, accountID string) ([]store.APIKey, e
 	return keys, nil
 }
 
+// ListKeysPage implements store.Keys.
+func (db *DB) ListKeysPage(ctx context.Context, accountID string, page store.Page) ([]store.APIKey, string, error) {
+	limit := page.EffectiveLimit()
+	rows, err := db.pool.Query(ctx, `SELECT `+keyCols+` FROM api_keys WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
+		accountID, page.After, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("postgres: list keys: %w", wrapErr(err))
+	}
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.APIKey, error) { return scanKey(r) })
+	if err != nil {
+		return nil, "", fmt.Errorf("postgres: list keys: %w", wrapErr(err))
+	}
+	if keys == nil {
+		keys = []store.APIKey{}
+	}
+	keys, next := store.CutPage(keys, limit, func(k store.APIKey) string { return k.ID })
+	return keys, next, nil
+}
+
 // RevokeKey implements store.Keys.
 func (db *DB) RevokeKey(ctx context.Context, accountID, id string, at time.Time) (store.APIKey, error) {
 	k, err := scanKey(db.pool.QueryRow(ctx,

@@ -80,6 +80,30 @@ func (db *DB) ListKeys(ctx context.Context, accountID string) ([]store.APIKey, e
 	return keys, nil
 }
 
+// ListKeysPage implements store.Keys.
+func (db *DB) ListKeysPage(ctx context.Context, accountID string, page store.Page) ([]store.APIKey, string, error) {
+	limit := page.EffectiveLimit()
+	rows, err := db.r.QueryContext(ctx, `SELECT `+keyCols+` FROM api_keys WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?`,
+		accountID, page.After, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: list keys: %w", wrapErr(err))
+	}
+	defer rows.Close()
+	keys := []store.APIKey{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlite: list keys: %w", wrapErr(err))
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("sqlite: list keys: %w", wrapErr(err))
+	}
+	keys, next := store.CutPage(keys, limit, func(k store.APIKey) string { return k.ID })
+	return keys, next, nil
+}
+
 // RevokeKey implements store.Keys.
 func (db *DB) RevokeKey(ctx context.Context, accountID, id string, at time.Time) (store.APIKey, error) {
 	k, err := scanKey(db.w.QueryRowContext(ctx,

@@ -150,6 +150,22 @@ func testKeys(t *testing.T, h Harness) {
 	list, err = e.s.ListKeys(e.ctx, other.ID)
 	wantErr(t, "ListKeys", err, nil)
 	diff(t, "ListKeys(other)", []store.APIKey{k3}, list)
+	// A page at a time: acme's two keys in pages of one.
+	page, next, err := e.s.ListKeysPage(e.ctx, acme.ID, store.Page{Limit: 1})
+	wantErr(t, "ListKeysPage", err, nil)
+	diff(t, "ListKeysPage(acme, first)", []store.APIKey{want}, page)
+	if next != want.ID {
+		t.Errorf("ListKeysPage(acme, first) next = %q, want %q", next, want.ID)
+	}
+	page, next, err = e.s.ListKeysPage(e.ctx, acme.ID, store.Page{Limit: 1, After: next})
+	wantErr(t, "ListKeysPage", err, nil)
+	diff(t, "ListKeysPage(acme, second)", []store.APIKey{k2}, page)
+	if next != "" {
+		t.Errorf("ListKeysPage(acme, last) next = %q, want none", next)
+	}
+	page, _, err = e.s.ListKeysPage(e.ctx, other.ID, store.Page{})
+	wantErr(t, "ListKeysPage", err, nil)
+	diff(t, "ListKeysPage(other)", []store.APIKey{k3}, page)
 	empty := e.account(t, "empty")
 	list, err = e.s.ListKeys(e.ctx, empty.ID)
 	wantErr(t, "ListKeys", err, nil)
