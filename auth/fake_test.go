@@ -79,5 +79,17 @@ func (s *fakeStore) touchCalls() []map[string]time.Time {
 	return append([]map[string]time.Time(nil), s.touches...)
 }
 
+// lastTouch returns the latest last-use of key id in every TouchKeys
+// call so far (zero if none).
+func (s *fakeStore) lastTouch(id string) time.Time {
+	var last time.Time
+	for _, c := range s.touchCalls() {
+		if c[id].After(last) {
+			last = c[id]
+		}
+	}
+	return last
+}
+
 // newClock returns a settable clock for the verifier.
 func newClock() *testenv.Clock { return testenv.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }

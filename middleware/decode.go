@@ -91,7 +91,7 @@ func readAll(r *http.Request) ([]byte, error) {
 		if errors.As(err, new(*http.MaxBytesError)) {
 			return nil, apierror.From(err) // 413 with details.limit_bytes
 		}
-		return nil, bad("", "The request body could not be read.", "unreadable body")
+		return nil, apierror.Wrap(err, apierror.InvalidRequest, "The request body could not be read.").With("reason", "unreadable body")
 	}
 	return data, nil
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/internal/api"
-	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
 	"github.com/tollgate-dev/tollgate/store"
 )
@@ -439,30 +438,8 @@ func freeAddr(t *testing.T) string {
 func TestServe(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "s.db")
 	addr := freeAddr(t)
-	start := func() (context.CancelFunc, chan error, *testenv.Buffer) {
-		ctx, cancel := context.WithCancel(context.Background())
-		out := &testenv.Buffer{}
-		done := make(chan error, 1)
-		go func() {
-			done <- run(ctx, []string{"serve", "--addr", addr, "--database", db, "--rate-default", "3/1h", "--ratelimit-headers", "legacy,ietf"}, envOf(nil), out, io.Discard)
-		}()
-		for i := 0; ; i++ {
-			if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-				resp.Body.Close()
-				break
-			}
-			if i > 500 {
-				t.Fatal("server did not start")
-			}
-			select {
-			case err := <-done:
-				t.Fatalf("serve exited: %v", err)
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-		return cancel, done, out
-	}
-	cancel, done, out := start()
+	args := []string{"--database", db, "--rate-default", "3/1h", "--ratelimit-headers", "legacy,ietf"}
+	out, stop := runServe(t, addr, args...)
 	key := regexp.MustCompile(`tg_live_[0-9A-Za-z]+`).FindString(out.String())
 	if key == "" || !strings.Contains(out.String(), "shown ONCE") {
 		t.Fatalf("no admin key printed:\n%s", out.String())
@@ -496,13 +473,12 @@ func TestServe(t *testing.T) {
 			}
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 	// The second start on the same database prints no key.
-	cancel, done, out = start()
-	defer func() { cancel(); <-done }()
+	out, stop = runServe(t, addr, args...)
+	defer stop()
 	if strings.Contains(out.String(), "tg_live_") {
 		t.Errorf("second start printed a key:\n%s", out.String())
 	}

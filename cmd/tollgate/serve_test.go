@@ -23,28 +23,39 @@ import (
 func startServe(t *testing.T, args ...string) (addr, key string) {
 	t.Helper()
 	addr = freeAddr(t)
+	out, stop := runServe(t, addr, args...)
+	t.Cleanup(func() { stop() })
+	return addr, regexp.MustCompile(`tg_live_[0-9A-Za-z]+`).FindString(out.String())
+}
+
+// runServe runs serve with args on addr, waits until /healthz answers, and
+// returns what it printed on stdout and a function that stops it and
+// returns its error.
+func runServe(t *testing.T, addr string, args ...string) (out *testenv.Buffer, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &testenv.Buffer{}
+	out = &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, append([]string{"serve", "--addr", addr}, args...), envOf(nil), out, io.Discard)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
 	for i := 0; ; i++ {
 		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
 			resp.Body.Close()
 			break
 		}
 		if i > 500 {
+			cancel()
 			t.Fatal("server did not start")
 		}
 		select {
 		case err := <-done:
+			cancel()
 			t.Fatalf("serve exited: %v", err)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return addr, regexp.MustCompile(`tg_live_[0-9A-Za-z]+`).FindString(out.String())
+	return out, func() error { cancel(); return <-done }
 }
 
 // TestReadyzRedis: with --rate-fail closed, an unreachable Redis refuses

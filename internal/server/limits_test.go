@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -14,27 +13,11 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/server"
 )
 
-// serveLoopback serves newServer on a loopback port until the test ends
-// and returns its address.
-func serveLoopback(t *testing.T) string {
-	t.Helper()
-	s := newServer(t, io.Discard, nil)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return l.Addr().String()
-}
-
 // TestOptionsStarThroughChain: "OPTIONS *" goes through the chain like any
 // request (net/http's own handler would answer 200 with no X-Request-Id):
 // the router answers it with the envelope.
 func TestOptionsStarThroughChain(t *testing.T) {
-	c, err := net.Dial("tcp", serveLoopback(t))
+	c, err := net.Dial("tcp", startServer(t, newServer(t, io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +38,7 @@ func TestOptionsStarThroughChain(t *testing.T) {
 // TestHeaderLimit: a header block up to 64 KiB is served, a larger one
 // gets 431 (net/http's answer, before any handler).
 func TestHeaderLimit(t *testing.T) {
-	addr := serveLoopback(t)
+	addr := startServer(t, newServer(t, io.Discard, nil))
 	for _, tt := range []struct {
 		name string
 		size int // of one header's value

@@ -55,11 +55,7 @@ func (db *DB) ListLeads(ctx context.Context, accountID string, f store.LeadFilte
 	if err != nil {
 		return nil, "", fmt.Errorf("postgres: list leads: %w", wrapErr(err))
 	}
-	var next string
-	if len(list) > limit {
-		list = list[:limit]
-		next = list[limit-1].ID
-	}
+	list, next := store.CutPage(list, limit, func(x store.Lead) string { return x.ID })
 	return list, next, nil
 }
 

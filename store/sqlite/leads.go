@@ -63,11 +63,7 @@ func (db *DB) ListLeads(ctx context.Context, accountID string, f store.LeadFilte
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("sqlite: list leads: %w", wrapErr(err))
 	}
-	var next string
-	if len(list) > limit {
-		list = list[:limit]
-		next = list[limit-1].ID
-	}
+	list, next := store.CutPage(list, limit, func(x store.Lead) string { return x.ID })
 	return list, next, nil
 }
 

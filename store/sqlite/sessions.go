@@ -89,11 +89,7 @@ func (db *DB) ListSessions(ctx context.Context, accountID string, f store.Sessio
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("sqlite: list sessions: %w", wrapErr(err))
 	}
-	var next string
-	if len(list) > limit {
-		list = list[:limit]
-		next = list[limit-1].ID
-	}
+	list, next := store.CutPage(list, limit, func(x store.Session) string { return x.ID })
 	return list, next, nil
 }
 
