@@ -111,7 +111,8 @@ type Keys interface {
 	// CreateKey stores k and returns it with ID and CreatedAt set (any
 	// given values are ignored, as are LastUsedAt and RevokedAt). An
 	// unknown k.AccountID is ErrNotFound; a taken Hash is a *ConflictError
-	// with Field "hash".
+	// with Field "hash". An account's key IDs increase in commit order, as
+	// for CreateSession (RotateKey's new keys too).
 	CreateKey(ctx context.Context, k APIKey) (APIKey, error)
 	// KeyByID returns key id of accountID; ErrNotFound if there is none or
 	// it belongs to another account.
@@ -124,7 +125,8 @@ type Keys interface {
 	ListKeys(ctx context.Context, accountID string) ([]APIKey, error)
 	// ListKeysPage is ListKeys a page at a time: the keys of accountID
 	// with IDs after page.After, at most page.EffectiveLimit() of them,
-	// and the cursor of the next page ("" after the last).
+	// and the cursor of the next page ("" after the last). A key committed
+	// after a page was read is on a later page, as for ListSessions.
 	ListKeysPage(ctx context.Context, accountID string, page Page) (list []APIKey, next string, err error)
 	// RevokeKey sets the key's RevokedAt to at and returns the key.
 	// Revoking a revoked key keeps the first time and is not an error.

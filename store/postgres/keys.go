@@ -11,30 +11,36 @@ import (
 
 const keyCols = `id, account_id, name, start, hash, scopes, rate_plan, created_at, last_used_at, expires_at, revoked_at`
 
-// querier is the pool or a transaction.
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// CreateKey implements store.Keys.
+// CreateKey implements store.Keys. As for sessions, an account's key IDs
+// increase in commit order (see nextID), so ListKeysPage never passes a
+// key that is yet to appear.
 func (db *DB) CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error) {
-	k, err := db.insertKey(ctx, db.pool, k)
+	err := db.inIDTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		k, err = db.insertKey(ctx, tx, k)
+		return err
+	})
 	if err != nil {
 		return store.APIKey{}, fmt.Errorf("postgres: create key: %w", wrapErr(err))
 	}
 	return k, nil
 }
 
-func (db *DB) insertKey(ctx context.Context, q querier, k store.APIKey) (store.APIKey, error) {
-	now := db.now()
-	k.ID = store.NewID(store.PrefixKey, now)
+// insertKey inserts k in tx, a READ COMMITTED transaction (inIDTx), with
+// an ID and CreatedAt taken there, under the account's lock (see nextID).
+func (db *DB) insertKey(ctx context.Context, tx pgx.Tx, k store.APIKey) (store.APIKey, error) {
+	id, now, err := db.nextID(ctx, tx, "api_keys", store.PrefixKey, k.AccountID)
+	if err != nil {
+		return store.APIKey{}, err
+	}
+	k.ID = id
 	k.CreatedAt = now
 	k.LastUsedAt, k.RevokedAt = nil, nil
 	k.ExpiresAt = microPtr(k.ExpiresAt)
 	if k.Scopes == nil {
 		k.Scopes = []string{}
 	}
-	return scanKey(q.QueryRow(ctx, `INSERT INTO api_keys (`+keyCols+`)
+	return scanKey(tx.QueryRow(ctx, `INSERT INTO api_keys (`+keyCols+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL) RETURNING `+keyCols,
 		k.ID, k.AccountID, k.Name, k.Start, k.Hash[:], k.Scopes, k.RatePlan, k.CreatedAt, k.ExpiresAt))
 }
@@ -105,8 +111,9 @@ func (db *DB) RevokeKey(ctx context.Context, accountID, id string, at time.Time)
 
 // RotateKey implements store.Keys. The old key's row is locked (FOR
 // UPDATE) for the transaction, so concurrent rotations of one key queue.
+// The transaction is READ COMMITTED for insertKey (see inIDTx).
 func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.APIKey, overlap time.Duration) (created, old store.APIKey, err error) {
-	err = db.inTx(ctx, func(tx pgx.Tx) error {
+	err = db.inIDTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		old, err = scanKey(tx.QueryRow(ctx,
 			`SELECT `+keyCols+` FROM api_keys WHERE account_id = $1 AND id = $2 FOR UPDATE`, accountID, id))
@@ -131,7 +138,10 @@ func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.AP
 	return created, old, nil
 }
 
-// TouchKeys implements store.Keys, in one statement.
+// TouchKeys implements store.Keys, in one statement. It locks the rows in
+// ID order (the sub-select's ORDER BY … FOR UPDATE) before it updates
+// them: in the order of the map, or of whatever plan the planner picks,
+// two instances flushing the same keys at once would deadlock.
 func (db *DB) TouchKeys(ctx context.Context, used map[string]time.Time) error {
 	if len(used) == 0 {
 		return nil
@@ -143,7 +153,8 @@ func (db *DB) TouchKeys(ctx context.Context, used map[string]time.Time) error {
 		ats = append(ats, micro(at))
 	}
 	_, err := db.pool.Exec(ctx, `UPDATE api_keys k SET last_used_at = greatest(k.last_used_at, u.at)
-		FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
+		FROM (SELECT l.id, v.at FROM api_keys l JOIN unnest($1::text[], $2::timestamptz[]) AS v(id, at) ON l.id = v.id
+			ORDER BY l.id FOR UPDATE OF l) AS u
 		WHERE k.id = u.id`, ids, ats)
 	if err != nil {
 		return fmt.Errorf("postgres: touch keys: %w", wrapErr(err))

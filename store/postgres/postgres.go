@@ -137,11 +137,6 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// inTx runs f in a transaction and commits it if f returns nil.
-func (db *DB) inTx(ctx context.Context, f func(tx pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, db.pool, f)
-}
-
 // uniqueFields maps unique constraint names (see migrations) to the
 // conflicting resource and API field.
 var uniqueFields = map[string][2]string{

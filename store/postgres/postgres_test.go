@@ -2,7 +2,9 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -81,5 +83,90 @@ func TestMigrateTwice(t *testing.T) {
 			t.Fatalf("EnsureAccount #%d: %v", i+1, err)
 		}
 		db.Close()
+	}
+}
+
+// TestTouchKeysLocksInIDOrder: TouchKeys must lock the rows it updates in
+// one order (by ID) whatever the order of its map, or two instances
+// flushing the same keys at once can deadlock (each holding a key the
+// other waits for; PostgreSQL then aborts one after deadlock_timeout).
+// Another transaction holds the smallest of the keys, as a concurrent
+// TouchKeys that got there first would; TouchKeys waits for it, and must
+// hold none of the others while it waits. The table holds enough keys that
+// the planner looks them up one by one in the order given, as it does in
+// production, rather than scanning the whole table.
+func TestTouchKeysLocksInIDOrder(t *testing.T) {
+	ctx := t.Context()
+	db, err := postgres.Open(ctx, testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	acc, _, err := db.EnsureAccount(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler, _, err := db.EnsureAccount(ctx, "filler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := db.Pool()
+	if _, err := pool.Exec(ctx, `INSERT INTO api_keys (id, account_id, name, start, hash, scopes, rate_plan, created_at)
+		SELECT 'key_' || lpad(i::text, 26, '0'), $1, 'filler', 'tg_test_xxxx', sha256(i::text::bytea), '{}', '', now()
+		FROM generate_series(1, 5000) AS i`, filler.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE api_keys`); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 8 {
+		k, err := db.CreateKey(ctx, store.APIKey{AccountID: acc.ID, Name: "k", Start: "tg_test_abcd", Hash: sha256.Sum256(fmt.Append(nil, "key", i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, k.ID) // increasing
+	}
+	for round := range 5 {
+		used := map[string]time.Time{}
+		for _, id := range ids {
+			used[id] = time.Now()
+		}
+		holder, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := holder.Exec(ctx, `SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE`, ids[0]); err != nil {
+			t.Fatal(err)
+		}
+		touched := make(chan error, 1)
+		go func() { touched <- db.TouchKeys(ctx, used) }()
+		// Wait (polling a condition) until TouchKeys waits for the holder.
+		holderPID := holder.Conn().PgConn().PID()
+		for waiting := 0; waiting == 0; {
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`,
+				holderPID).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if waiting == 0 {
+				select {
+				case err := <-touched:
+					t.Fatalf("round %d: TouchKeys returned (%v) while another transaction held one of its keys", round, err)
+				case <-time.After(time.Millisecond): // polling, not a timing claim
+				}
+			}
+		}
+		// The keys after the first must be free: NOWAIT fails at once if
+		// TouchKeys took one of them before it waited for the first.
+		_, lockErr := holder.Exec(ctx, `SELECT 1 FROM api_keys WHERE id = ANY($1) FOR UPDATE NOWAIT`, ids[1:])
+		if err := holder.Rollback(ctx); err != nil && lockErr == nil {
+			t.Fatal(err)
+		}
+		if err := <-touched; err != nil {
+			t.Fatalf("round %d: TouchKeys: %v", round, err)
+		}
+		if lockErr != nil {
+			t.Fatalf("round %d: while TouchKeys waited for key %s it held others (%v): it locks keys out of ID order, so two concurrent calls can deadlock", round, ids[0], lockErr)
+		}
 	}
 }

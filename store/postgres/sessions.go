@@ -47,10 +47,11 @@ func (db *DB) inIDTx(ctx context.Context, f func(tx pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, f)
 }
 
-// nextID returns the ID for a new row of accountID in table (sessions or
-// leads), which must sort after every ID the account already has there:
-// lists page by ID, so a row committed with an ID below one a reader was
-// already handed as a cursor would never be listed to that reader. It
+// nextID returns the ID for a new row of accountID in table (sessions,
+// leads or api_keys), which must sort after every ID the account already
+// has there: lists page by ID, so a row committed with an ID below one a
+// reader was already handed as a cursor would never be listed to that
+// reader. It
 // first takes a transaction-level advisory lock on (table, accountID),
 // held until tx ends, so the account's inserts into table commit one at a
 // time, in the order they read here. PostgreSQL makes a commit visible

@@ -12,30 +12,36 @@ import (
 
 const keyCols = `id, account_id, name, start, hash, scopes, rate_plan, created_at, last_used_at, expires_at, revoked_at`
 
-// CreateKey implements store.Keys.
+// CreateKey implements store.Keys. As for sessions, an account's key IDs
+// increase in commit order (see nextID), so ListKeysPage never passes a
+// key that is yet to appear.
 func (db *DB) CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error) {
-	k, err := db.insertKey(ctx, db.w, k)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		k, err = db.insertKey(ctx, tx, k)
+		return err
+	})
 	if err != nil {
 		return store.APIKey{}, fmt.Errorf("sqlite: create key: %w", wrapErr(err))
 	}
 	return k, nil
 }
 
-// execer is *sql.DB or *sql.Tx.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func (db *DB) insertKey(ctx context.Context, ex execer, k store.APIKey) (store.APIKey, error) {
-	now := db.now()
-	k.ID = store.NewID(store.PrefixKey, now)
+// insertKey inserts k in tx, a write transaction, with an ID and
+// CreatedAt taken there (see nextID).
+func (db *DB) insertKey(ctx context.Context, tx *sql.Tx, k store.APIKey) (store.APIKey, error) {
+	id, now, err := db.nextID(ctx, tx, "api_keys", store.PrefixKey, k.AccountID)
+	if err != nil {
+		return store.APIKey{}, err
+	}
+	k.ID = id
 	k.CreatedAt = now
 	k.LastUsedAt, k.RevokedAt = nil, nil
 	k.ExpiresAt = truncPtr(k.ExpiresAt)
 	if k.Scopes == nil {
 		k.Scopes = []string{}
 	}
-	_, err := ex.ExecContext(ctx, `INSERT INTO api_keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)`,
+	_, err = tx.ExecContext(ctx, `INSERT INTO api_keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)`,
 		k.ID, k.AccountID, k.Name, k.Start, k.Hash[:], strings.Join(k.Scopes, " "), k.RatePlan,
 		toMicro(k.CreatedAt), toNullMicro(k.ExpiresAt))
 	return k, err

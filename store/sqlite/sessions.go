@@ -36,10 +36,11 @@ func (db *DB) CreateSession(ctx context.Context, s store.Session) (store.Session
 	return s, nil
 }
 
-// nextID returns the ID for a new row of accountID in table (sessions or
-// leads), which must sort after every ID the account already has there:
-// lists page by ID, so a row committed with an ID below one a reader was
-// already handed as a cursor would never be listed to that reader. tx is a
+// nextID returns the ID for a new row of accountID in table (sessions,
+// leads or api_keys), which must sort after every ID the account already
+// has there: lists page by ID, so a row committed with an ID below one a
+// reader was already handed as a cursor would never be listed to that
+// reader. tx is a
 // write transaction: BEGIN IMMEDIATE holds the database's write lock from
 // before the read here to commit, so no other insert (from this process or
 // another) can commit between the read and ours, and IDs increase in

@@ -266,6 +266,22 @@ func testRotateKey(t *testing.T, h Harness) {
 		}
 	})
 
+	// The new key's ID sorts after every key of the account, as
+	// CreateKey's do (ListKeysPage pages by ID), even with the clock behind.
+	t.Run("new key's ID is the account's greatest", func(t *testing.T) {
+		_, k := e.key(t, acme.ID)
+		e.clock.Add(-time.Hour)
+		defer e.clock.Add(time.Hour)
+		_, next := newSecret(t, acme.ID)
+		created, _, err := e.s.RotateKey(e.ctx, acme.ID, k.ID, next, time.Hour)
+		wantErr(t, "RotateKey", err, nil)
+		all, err := e.s.ListKeys(e.ctx, acme.ID)
+		wantErr(t, "ListKeys", err, nil)
+		if last := all[len(all)-1].ID; last != created.ID {
+			t.Errorf("RotateKey with the clock an hour behind: new key %s, but the account's greatest ID is %s", created.ID, last)
+		}
+	})
+
 	t.Run("zero overlap expires now", func(t *testing.T) {
 		_, k := e.key(t, acme.ID)
 		_, next := newSecret(t, acme.ID)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,7 +12,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store"
 )
 
-// pagedKind is a resource listed a page at a time: sessions or leads.
+// pagedKind is a resource listed a page at a time: sessions, leads or keys.
 type pagedKind struct {
 	name   string
 	create func(ctx context.Context, s store.Store, accountID string, n int) (string, error)
@@ -42,6 +43,23 @@ var pagedKinds = []pagedKind{
 		},
 		list: func(ctx context.Context, s store.Store, accountID, after string, limit int) ([]string, string, error) {
 			list, next, err := s.ListLeads(ctx, accountID, store.LeadFilter{}, store.Page{After: after, Limit: limit})
+			ids := make([]string, len(list))
+			for i, x := range list {
+				ids[i] = x.ID
+			}
+			return ids, next, err
+		},
+	},
+	{
+		name: "keys",
+		create: func(ctx context.Context, s store.Store, accountID string, n int) (string, error) {
+			secret := fmt.Sprint("paging key ", accountID, " ", n)
+			out, err := s.CreateKey(ctx, store.APIKey{AccountID: accountID, Name: fmt.Sprint("k", n), Start: "tg_live_page",
+				Hash: sha256.Sum256([]byte(secret)), Scopes: []string{}})
+			return out.ID, err
+		},
+		list: func(ctx context.Context, s store.Store, accountID, after string, limit int) ([]string, string, error) {
+			list, next, err := s.ListKeysPage(ctx, accountID, store.Page{After: after, Limit: limit})
 			ids := make([]string, len(list))
 			for i, x := range list {
 				ids[i] = x.ID
