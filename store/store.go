@@ -29,6 +29,9 @@ var (
 	// overloaded (connection refused, locked, timed out). The driver's error
 	// is wrapped too. Callers answer 503 and may retry.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrLimit means the write would take the account past a limit on
+	// how many of a resource it may have (Keys.CreateKeyCapped).
+	ErrLimit = errors.New("store: limit reached")
 )
 
 // ConflictError reports a unique value that is already taken. It matches
@@ -45,6 +48,21 @@ func (e *ConflictError) Error() string {
 
 // Is reports whether target is ErrConflict.
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// LimitError reports a write refused because the account already has
+// Limit live records of Resource. It matches ErrLimit with errors.Is.
+type LimitError struct {
+	Resource string // "key"
+	Limit    int
+}
+
+// Error names the resource and the limit.
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("store: the account already has %d live %ss", e.Limit, e.Resource)
+}
+
+// Is reports whether target is ErrLimit.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit }
 
 // Unavailable wraps err so that it matches both ErrUnavailable and err.
 func Unavailable(err error) error {
@@ -114,6 +132,12 @@ type Keys interface {
 	// with Field "hash". An account's key IDs increase in commit order, as
 	// for CreateSession (RotateKey's new keys too).
 	CreateKey(ctx context.Context, k APIKey) (APIKey, error)
+	// CreateKeyCapped is CreateKey refusing, with a *LimitError, to store k
+	// when its account already has max live keys (neither revoked nor
+	// expired at the store's clock); max ≤ 0 means no cap. The count and
+	// the insert happen under the lock that serialises the account's key
+	// inserts, so concurrent creates never take an account past max.
+	CreateKeyCapped(ctx context.Context, k APIKey, max int) (APIKey, error)
 	// KeyByID returns key id of accountID; ErrNotFound if there is none or
 	// it belongs to another account.
 	KeyByID(ctx context.Context, accountID, id string) (APIKey, error)

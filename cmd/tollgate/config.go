@@ -23,7 +23,11 @@ var envFlags = map[string]string{
 	"request-timeout":       "TOLLGATE_REQUEST_TIMEOUT",
 	"maintenance":           "TOLLGATE_MAINTENANCE",
 	"idempotency-retention": "TOLLGATE_IDEMPOTENCY_RETENTION",
+	"max-keys":              "TOLLGATE_MAX_KEYS",
 	"idempotency-lease":     "TOLLGATE_IDEMPOTENCY_LEASE",
+	"upstream":              "TOLLGATE_UPSTREAM",
+	"upstream-timeout":      "TOLLGATE_UPSTREAM_TIMEOUT",
+	"trust-forwarded":       "TOLLGATE_TRUST_FORWARDED",
 }
 
 // parseFlags parses args into fs, then fills every flag that was not given

@@ -19,7 +19,7 @@ import (
 
 const keysUsage = `usage: tollgate keys <create|list|revoke|rotate> [flags]
 
-Manages API keys directly in the database that serve uses.
+Manages API keys directly in the database that serve and gateway use.
 
   tollgate keys create --name NAME --scopes a,b [--expires 720h] [--rate 600/1m] [--json]
   tollgate keys list [--json]

@@ -1,5 +1,5 @@
-// Command tollgate runs the tollgate server and its tools: serve, keys and
-// call. Run "tollgate help" for the list.
+// Command tollgate runs the tollgate server and its tools: serve, gateway,
+// keys and call. Run "tollgate help" for the list.
 package main
 
 import (

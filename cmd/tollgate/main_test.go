@@ -137,6 +137,10 @@ func TestServeNumericFlags(t *testing.T) {
 		{"idempotency lease above retention from env", nil, map[string]string{"TOLLGATE_IDEMPOTENCY_LEASE": "25h"}, "TOLLGATE_IDEMPOTENCY_LEASE"},
 		{"idempotency retention 0s", []string{"--idempotency-retention", "0s"}, nil, "-idempotency-retention"},
 		{"idempotency lease -1s from env", nil, map[string]string{"TOLLGATE_IDEMPOTENCY_LEASE": "-1s"}, "-idempotency-lease"},
+		{"max keys 1", []string{"--max-keys", "1"}, nil, ""},
+		{"max keys -1, no cap", []string{"--max-keys", "-1"}, nil, ""},
+		{"max keys 0", []string{"--max-keys", "0"}, nil, "-max-keys"},
+		{"max keys -2 from env", nil, map[string]string{"TOLLGATE_MAX_KEYS": "-2"}, "TOLLGATE_MAX_KEYS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,7 +149,7 @@ func TestServeNumericFlags(t *testing.T) {
 				if err != nil {
 					t.Fatalf("parseServe(%q) = %v, want it accepted", tt.args, err)
 				}
-				if c.bodyLimit <= 0 || c.requestTimeout <= 0 || c.maxConcurrency <= 0 || c.idemRetention <= 0 || c.idemLease <= 0 {
+				if c.bodyLimit <= 0 || c.requestTimeout <= 0 || c.maxConcurrency <= 0 || c.idemRetention <= 0 || c.idemLease <= 0 || c.maxKeys == 0 || c.maxKeys < -1 {
 					t.Errorf("parseServe(%q) = %+v, want every limit positive", tt.args, c)
 				}
 				return

@@ -24,8 +24,9 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"serve": {"run the API server", serveCmd},
-	"keys":  {"create, list, revoke and rotate API keys", keysCmd},
+	"serve":   {"run the API server", serveCmd},
+	"gateway": {"proxy an upstream HTTP service with the error contract", gatewayCmd},
+	"keys":    {"create, list, revoke and rotate API keys", keysCmd},
 	"call": {"call the API with retries done right", func(ctx context.Context, e env, args []string) error {
 		if code := callCmd(ctx, args, e.getenv, e.stdout, e.stderr); code != 0 {
 			return exitError(code)

@@ -64,27 +64,23 @@ type serveConfig struct {
 	requestTimeout                    time.Duration
 	maintenance                       bool
 	idemRetention, idemLease          time.Duration
+	maxKeys                           int
 }
 
 func parseServe(e env, args []string) (serveConfig, error) {
 	var c serveConfig
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.StringVar(&c.addr, "addr", "localhost:8080", "listen address (env TOLLGATE_ADDR)")
-	fs.StringVar(&c.database, "database", "tollgate.db", "SQLite file path or postgres:// URL (env TOLLGATE_DATABASE)")
-	fs.StringVar(&c.account, "account", "default", "account created on first start (env TOLLGATE_ACCOUNT)")
-	fs.StringVar(&c.redisURL, "redis", "", "Redis URL or host:port for shared rate limits; empty = in memory (env TOLLGATE_REDIS_URL)")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error (env TOLLGATE_LOG_LEVEL)")
-	fs.Int64Var(&c.bodyLimit, "body-limit", server.DefaultBodyLimit, "largest request body in bytes (env TOLLGATE_BODY_LIMIT)")
+	checkShared := sharedFlags(fs, &c, sharedHelp{
+		concurrency:    "API requests in flight before 503 overloaded",
+		timeout:        "deadline of each API request; past it 503 timeout",
+		timeoutDefault: 10 * time.Second,
+	})
 	fs.BoolVar(&c.successField, "success-field", false, `add "success": true|false to every body (env TOLLGATE_SUCCESS_FIELD)`)
-	rateDefault := fs.String("rate-default", "100/1m", "rate plan of keys without their own (env TOLLGATE_RATE_DEFAULT)")
-	rateFail := fs.String("rate-fail", "local", "when Redis is down: local (per-instance limits), open (no limits) or closed (503) (env TOLLGATE_RATE_FAIL)")
-	rateHeaders := fs.String("ratelimit-headers", "legacy", "rate-limit header families: legacy, ietf or legacy,ietf (env TOLLGATE_RATELIMIT_HEADERS)")
-	fs.IntVar(&c.maxConcurrency, "max-concurrency", middleware.DefaultConcurrency(), "API requests in flight before 503 overloaded (env TOLLGATE_MAX_CONCURRENCY)")
-	fs.DurationVar(&c.requestTimeout, "request-timeout", 10*time.Second, "deadline of each API request; past it 503 timeout (env TOLLGATE_REQUEST_TIMEOUT)")
 	fs.BoolVar(&c.maintenance, "maintenance", false, "start in maintenance mode: the API answers 503, /healthz still 200 (env TOLLGATE_MAINTENANCE)")
 	fs.DurationVar(&c.idemRetention, "idempotency-retention", middleware.DefaultIdempotencyRetention, "how long Idempotency-Key results are kept (env TOLLGATE_IDEMPOTENCY_RETENTION)")
 	fs.DurationVar(&c.idemLease, "idempotency-lease", middleware.DefaultIdempotencyLease, "how long an in-flight Idempotency-Key claim outlives a crashed server (env TOLLGATE_IDEMPOTENCY_LEASE)")
+	fs.IntVar(&c.maxKeys, "max-keys", api.DefaultMaxKeys, "live keys an account may have through POST /v1/keys; -1 = no cap (env TOLLGATE_MAX_KEYS)")
 	fs.Usage = func() {
 		fmt.Fprint(e.stderr, "usage: tollgate serve [flags]\n\nRuns the API server until SIGINT or SIGTERM, then drains in-flight requests.\nFlags override environment variables, which override defaults.\n\n")
 		fs.PrintDefaults()
@@ -95,36 +91,21 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	if fs.NArg() > 0 {
 		return c, usageError{"serve: unexpected arguments: " + strings.Join(fs.Args(), " ")}
 	}
-	var err error
-	if err = c.level.UnmarshalText([]byte(*level)); err != nil {
-		return c, usageError{fmt.Sprintf("-log-level: %v", err)}
-	}
-	if c.rateDefault, err = ratelimit.ParsePolicy(*rateDefault); err != nil {
-		return c, usageError{fmt.Sprintf("-rate-default: %v", err)}
-	}
-	c.rateDefault.Name = "default"
-	if c.rateFail, err = redisstore.ParseFailurePolicy(*rateFail); err != nil {
-		return c, usageError{fmt.Sprintf("-rate-fail: %v", err)}
-	}
-	if c.rateHeaders, err = middleware.ParseHeaderFamilies(*rateHeaders); err != nil {
-		return c, usageError{fmt.Sprintf("-ratelimit-headers: %v", err)}
-	}
-	if c.redisOpts, err = redisOptions(c.redisURL); err != nil {
+	if err := checkShared(); err != nil {
 		return c, err
 	}
-	// Zero or less would not mean "no limit": a body limit of -1 refuses
-	// every request, a timeout of 0 fails every API call and a concurrency
-	// of 0 or less silently becomes the default.
 	for _, err := range []error{
-		positive("body-limit", c.bodyLimit),
-		positive("max-concurrency", c.maxConcurrency),
-		positive("request-timeout", c.requestTimeout),
 		positive("idempotency-retention", c.idemRetention),
 		positive("idempotency-lease", c.idemLease),
 	} {
 		if err != nil {
 			return c, err
 		}
+	}
+	// 0 would read as "none" but mean the default: refuse it, as any
+	// other value below -1.
+	if c.maxKeys < -1 || c.maxKeys == 0 {
+		return c, usageError{fmt.Sprintf("-max-keys (env %s) must be at least 1, or -1 for no cap, got %d", envFlags["max-keys"], c.maxKeys)}
 	}
 	// A record must outlive its first claim: with a retention of the lease
 	// or less, the middleware would silently raise it to twice the lease.
@@ -133,6 +114,60 @@ func parseServe(e env, args []string) (serveConfig, error) {
 			envFlags["idempotency-retention"], envFlags["idempotency-lease"], c.idemRetention, c.idemLease)}
 	}
 	return c, nil
+}
+
+// sharedHelp is what differs between serve's and gateway's shared flags.
+type sharedHelp struct {
+	concurrency, timeout string        // help of --max-concurrency and --request-timeout
+	timeoutDefault       time.Duration // --request-timeout's default
+}
+
+// sharedFlags registers on fs the flags serve and gateway share, into c,
+// and returns the function that checks them once fs is parsed.
+func sharedFlags(fs *flag.FlagSet, c *serveConfig, help sharedHelp) (check func() error) {
+	fs.StringVar(&c.addr, "addr", "localhost:8080", "listen address (env TOLLGATE_ADDR)")
+	fs.StringVar(&c.database, "database", "tollgate.db", "SQLite file path or postgres:// URL (env TOLLGATE_DATABASE)")
+	fs.StringVar(&c.account, "account", "default", "account created on first start (env TOLLGATE_ACCOUNT)")
+	fs.StringVar(&c.redisURL, "redis", "", "Redis URL or host:port for shared rate limits; empty = in memory (env TOLLGATE_REDIS_URL)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error (env TOLLGATE_LOG_LEVEL)")
+	fs.Int64Var(&c.bodyLimit, "body-limit", server.DefaultBodyLimit, "largest request body in bytes (env TOLLGATE_BODY_LIMIT)")
+	rateDefault := fs.String("rate-default", "100/1m", "rate plan of keys without their own (env TOLLGATE_RATE_DEFAULT)")
+	rateFail := fs.String("rate-fail", "local", "when Redis is down: local (per-instance limits), open (no limits) or closed (503) (env TOLLGATE_RATE_FAIL)")
+	rateHeaders := fs.String("ratelimit-headers", "legacy", "rate-limit header families: legacy, ietf or legacy,ietf (env TOLLGATE_RATELIMIT_HEADERS)")
+	fs.IntVar(&c.maxConcurrency, "max-concurrency", middleware.DefaultConcurrency(), help.concurrency+" (env TOLLGATE_MAX_CONCURRENCY)")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", help.timeoutDefault, help.timeout+" (env TOLLGATE_REQUEST_TIMEOUT)")
+	return func() error {
+		var err error
+		if err = c.level.UnmarshalText([]byte(*level)); err != nil {
+			return usageError{fmt.Sprintf("-log-level: %v", err)}
+		}
+		if c.rateDefault, err = ratelimit.ParsePolicy(*rateDefault); err != nil {
+			return usageError{fmt.Sprintf("-rate-default: %v", err)}
+		}
+		c.rateDefault.Name = "default"
+		if c.rateFail, err = redisstore.ParseFailurePolicy(*rateFail); err != nil {
+			return usageError{fmt.Sprintf("-rate-fail: %v", err)}
+		}
+		if c.rateHeaders, err = middleware.ParseHeaderFamilies(*rateHeaders); err != nil {
+			return usageError{fmt.Sprintf("-ratelimit-headers: %v", err)}
+		}
+		if c.redisOpts, err = redisOptions(c.redisURL); err != nil {
+			return err
+		}
+		// Zero or less would not mean "no limit": a body limit of -1
+		// refuses every request, a timeout of 0 fails every call and a
+		// concurrency of 0 or less silently becomes the default.
+		for _, err := range []error{
+			positive("body-limit", c.bodyLimit),
+			positive("max-concurrency", c.maxConcurrency),
+			positive("request-timeout", c.requestTimeout),
+		} {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // positive returns a usage error naming flag name and its environment
@@ -203,8 +238,8 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	guard := middleware.NewGuard(ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), ratelimit.Policy{Name: "auth_failures", Limit: 20, Window: time.Minute}, nil)
 	api.New(api.Config{
 		Store: st, Verifier: verifier, Guard: guard, Logger: log, Maintenance: maintenance,
-		DefaultRate: c.rateDefault,
-		RateLimit:   middleware.RateLimit(middleware.RateLimitConfig{Store: limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
+		DefaultRate: c.rateDefault, MaxKeys: c.maxKeys,
+		RateLimit: middleware.RateLimit(middleware.RateLimitConfig{Store: limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
 		Idempotency: middleware.Idempotency(st, middleware.IdempotencyOptions{
 			Lease: c.idemLease, Retention: c.idemRetention, Logger: log,
 		}),
@@ -296,6 +331,12 @@ func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
 // no start ever prints a key. Once a key exists, whoever made it, no start
 // prints one again.
 func bootstrap(ctx context.Context, st store.Store, account, addr string, e env) error {
+	return bootstrapKey(ctx, st, account, "http://"+addr+"/v1/keys", e)
+}
+
+// bootstrapKey is bootstrap for any command: the message shows the key
+// used on useURL.
+func bootstrapKey(ctx context.Context, st store.Store, account, useURL string, e env) error {
 	acc, _, err := st.EnsureAccount(ctx, account)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -318,9 +359,9 @@ func bootstrap(ctx context.Context, st store.Store, account, addr string, e env)
 
    %s
 
- Use it:  curl -H "Authorization: Bearer $KEY" http://%s/v1/keys
+ Use it:  curl -H "Authorization: Bearer $KEY" %s
 ==========================================================================
 
-`, acc.Name, ck.Secret, addr)
+`, acc.Name, ck.Secret, useURL)
 	return nil
 }

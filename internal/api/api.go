@@ -38,6 +38,11 @@ type Config struct {
 	// limiter's default); the keys API compares plans with it. The zero
 	// Policy means DefaultRate.
 	DefaultRate ratelimit.Policy
+	// MaxKeys is how many live keys (neither revoked nor expired) an
+	// account may have before POST /v1/keys answers 422 UNPROCESSABLE with
+	// reason key_limit: 0 means DefaultMaxKeys, a negative value no cap.
+	// Rotation is not capped (its old key ends), nor is the CLI.
+	MaxKeys int
 	// Maintenance is the switch GET/PUT /v1/admin/maintenance read and
 	// set; nil means a switch of the API's own, off.
 	Maintenance *middleware.Maintenance
@@ -50,6 +55,10 @@ type Config struct {
 // DefaultRate is the rate plan of keys without their own when
 // Config.DefaultRate is not set: 100 per minute, serve's --rate-default.
 var DefaultRate = ratelimit.Policy{Limit: 100, Window: time.Minute}
+
+// DefaultMaxKeys is Config.MaxKeys when it is not set, serve's
+// --max-keys.
+const DefaultMaxKeys = 100
 
 // API serves the example API. It is safe for concurrent use.
 type API struct {
@@ -66,6 +75,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.DefaultRate.Limit == 0 {
 		cfg.DefaultRate = DefaultRate
+	}
+	if cfg.MaxKeys == 0 {
+		cfg.MaxKeys = DefaultMaxKeys
 	}
 	if cfg.Maintenance == nil {
 		cfg.Maintenance = middleware.NewMaintenance(false, 0)
@@ -141,6 +153,7 @@ var takenMessage = map[string]string{
 // ("session", "lead", "key") and its human name ("Session").
 func storeError(err error, resource, name string) error {
 	var conflict *store.ConflictError
+	var limit *store.LimitError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return apierror.From(err) // 503, reason timeout
@@ -151,6 +164,9 @@ func storeError(err error, resource, name string) error {
 			With("field", conflict.Field).With("resource", resource)
 	case errors.Is(err, store.ErrConflict):
 		return apierror.Wrap(err, apierror.Conflict, "").With("resource", resource)
+	case errors.As(err, &limit):
+		return apierror.Wrap(err, apierror.Unprocessable, fmt.Sprintf("The account already has %d live %ss, as many as it may have; revoke one first.", limit.Limit, name)).
+			With("reason", resource+"_limit").With("limit", limit.Limit).With("resource", resource)
 	case errors.Is(err, store.ErrUnavailable):
 		return apierror.Wrap(err, apierror.ServiceUnavailable, "The database is unavailable.").
 			With("reason", "store_unavailable").WithRetryAfter(time.Second)

@@ -132,11 +132,12 @@ func crashPostgresRun(t *testing.T, bin, url, admin, accountID string, b *child,
 		t.Fatal(err)
 	}
 	var leftMicros int64
+	asked := time.Now() // the lease lasts at least leftMicros after this
 	if err := conn.QueryRow(ctx, `SELECT (extract(epoch FROM lease_expires_at - now()) * 1e6)::bigint
 		FROM idempotency_keys WHERE key = $1`, key).Scan(&leftMicros); err != nil {
 		t.Fatalf("the claim A left: %v", err)
 	}
-	leaseLeft := time.Duration(leftMicros) * time.Microsecond
+	leaseEnds := asked.Add(time.Duration(leftMicros) * time.Microsecond)
 	countLeads := func() int {
 		var n int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM leads WHERE phone = $1`, phone).Scan(&n); err != nil {
@@ -147,7 +148,7 @@ func crashPostgresRun(t *testing.T, bin, url, admin, accountID string, b *child,
 	if n := countLeads(); n != 0 {
 		t.Fatalf("leads with the phone after the crash = %d, want 0 (the crash came before the insert)", n)
 	}
-	takeOver(t, b.base, admin, key, body, leaseLeft)
+	takeOver(t, b.base, admin, key, body, leaseEnds)
 	if n := countLeads(); n != 1 {
 		t.Errorf("leads with the phone = %d, want exactly 1", n)
 	}
@@ -168,7 +169,7 @@ func testIdempotencyCrashSQLite(t *testing.T, bin string) {
 		srv.kill()
 		type seeded struct {
 			key, body, phone string
-			leaseLeft        time.Duration
+			leaseEnds        time.Time // the claim's lease, on this process's clock
 		}
 		seeds := make([]seeded, crashParallel)
 		st, err := sqlite.Open(t.Context(), db)
@@ -190,28 +191,25 @@ func testIdempotencyCrashSQLite(t *testing.T, bin string) {
 			if err != nil || !claimed {
 				t.Fatalf("seed claim %s: claimed %v, %v", s.key, claimed, err)
 			}
-			s.leaseLeft = time.Until(rec.LeaseExpiresAt)
+			s.leaseEnds = rec.LeaseExpiresAt
 			seeds[i] = s
 		}
 		st.Close()
-		start := time.Now()
 		srv = startTollgate(t, bin, db, leaseFlags...)
 		srv.awaitReady(t)
 		// Every orphaned key is still held: 409 for each at once, before
 		// the parallel takeovers below wait for the lease.
 		for _, s := range seeds {
-			if left := s.leaseLeft - time.Since(start); left > crashLease/2 {
-				a := idemPost(srv.base, admin, s.key, s.body)
-				if a.status != 409 || a.code != apierror.IdempotencyKeyInUse {
-					t.Errorf("%s with %v of lease left: %d %s %s, want 409 IDEMPOTENCY_KEY_IN_USE", s.key, left, a.status, a.code, a.body)
-				}
+			a := idemPost(srv.base, admin, s.key, s.body)
+			if left := time.Until(s.leaseEnds); left > 0 && (a.status != 409 || a.code != apierror.IdempotencyKeyInUse) {
+				t.Errorf("%s answered with %v of lease left: %d %s %s, want 409 IDEMPOTENCY_KEY_IN_USE", s.key, left, a.status, a.code, a.body)
 			}
 		}
 		t.Run(fmt.Sprintf("restart %d", restart), func(t *testing.T) {
 			for _, s := range seeds {
 				t.Run(s.key, func(t *testing.T) {
 					t.Parallel()
-					takeOver(t, srv.base, admin, s.key, s.body, s.leaseLeft-time.Since(start))
+					takeOver(t, srv.base, admin, s.key, s.body, s.leaseEnds)
 					leads, err := listLeadsByPhone(srv.base, admin, s.phone)
 					if err != nil || leads != 1 {
 						t.Errorf("leads with the phone = %d (%v), want exactly 1", leads, err)
@@ -223,16 +221,19 @@ func testIdempotencyCrashSQLite(t *testing.T, bin string) {
 }
 
 // takeOver retries key on base until the orphaned claim's lease ends: 409
-// IDEMPOTENCY_KEY_IN_USE until then (the first answer must be one when
-// more than half the lease was left), then 201, then identical replays.
-func takeOver(t *testing.T, base, admin, key, body string, leaseLeft time.Duration) {
+// IDEMPOTENCY_KEY_IN_USE until then (the first answer must be one if the
+// lease, ending at leaseEnds, still runs when it arrives), then 201, then
+// identical replays.
+func takeOver(t *testing.T, base, admin, key, body string, leaseEnds time.Time) {
 	t.Helper()
 	first := idemPost(base, admin, key, body)
 	if first.err != nil {
 		t.Fatal(first.err)
 	}
-	if leaseLeft > crashLease/2 && (first.status != 409 || first.code != apierror.IdempotencyKeyInUse) {
-		t.Errorf("first retry with %v of lease left: %d %s %s, want 409 IDEMPOTENCY_KEY_IN_USE", leaseLeft, first.status, first.code, first.body)
+	// The server answered before now: if the lease was still running now,
+	// it was when the server judged the key.
+	if left := time.Until(leaseEnds); left > 0 && (first.status != 409 || first.code != apierror.IdempotencyKeyInUse) {
+		t.Errorf("first retry answered with %v of lease left: %d %s %s, want 409 IDEMPOTENCY_KEY_IN_USE", left, first.status, first.code, first.body)
 	}
 	a := first
 	deadline := time.Now().Add(crashLease + crashPatience)

@@ -113,6 +113,12 @@ func validation(errs []apierror.FieldError) *apierror.Error {
 // CreateKey makes a new live key for accountID from a validated request
 // and stores its hash. The secret is returned this once.
 func CreateKey(ctx context.Context, keys store.Keys, accountID string, req KeyRequest) (CreatedKey, error) {
+	return createKey(ctx, keys, accountID, req, 0)
+}
+
+// createKey is CreateKey refusing with store.ErrLimit when the account
+// already has max live keys (no cap when max ≤ 0).
+func createKey(ctx context.Context, keys store.Keys, accountID string, req KeyRequest, max int) (CreatedKey, error) {
 	secret, err := auth.NewKey(true)
 	if err != nil {
 		return CreatedKey{}, fmt.Errorf("api: create key: %w", err)
@@ -120,10 +126,15 @@ func CreateKey(ctx context.Context, keys store.Keys, accountID string, req KeyRe
 	if p, err := ratelimit.ParsePolicy(req.Rate); err == nil {
 		req.Rate = p.String() // stored in one form: "600/1m", not " 600/1m "
 	}
-	k, err := keys.CreateKey(ctx, store.APIKey{
+	k := store.APIKey{
 		AccountID: accountID, Name: req.Name, Start: auth.Start(secret), Hash: auth.Hash(secret),
 		Scopes: req.Scopes, RatePlan: req.Rate, ExpiresAt: req.ExpiresAt,
-	})
+	}
+	if max > 0 {
+		k, err = keys.CreateKeyCapped(ctx, k, max)
+	} else {
+		k, err = keys.CreateKey(ctx, k)
+	}
 	if err != nil {
 		return CreatedKey{}, fmt.Errorf("api: create key: %w", err)
 	}
@@ -172,7 +183,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, r, err)
 		return
 	}
-	ck, err := CreateKey(r.Context(), a.cfg.Store, p.AccountID, req)
+	ck, err := createKey(r.Context(), a.cfg.Store, p.AccountID, req, a.cfg.MaxKeys)
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
 		return

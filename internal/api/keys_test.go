@@ -226,3 +226,56 @@ func TestNoSecretAtRest(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysCap checks the cap on an account's live keys: DefaultMaxKeys
+// live keys and the next create is 422 UNPROCESSABLE with reason
+// key_limit and the limit; revoking one makes room; rotation is not
+// capped.
+func TestKeysCap(t *testing.T) {
+	e := newEnv(t, nil) // the admin key is live: one of the cap
+	admin := bearer(e.admin)
+	var last string
+	for i := 1; i < api.DefaultMaxKeys; i++ {
+		w := e.do("POST", "/v1/keys", `{"name":"k","scopes":["leads:read"]}`, admin...)
+		if w.Code != 201 {
+			t.Fatalf("create #%d of %d = %d: %s", i+1, api.DefaultMaxKeys, w.Code, w.Body)
+		}
+		last = body[api.CreatedKey](t, w).ID
+	}
+	w := e.do("POST", "/v1/keys", `{"name":"one too many","scopes":["leads:read"]}`, admin...)
+	got := decode(t, w)
+	if w.Code != 422 || got.Code != apierror.Unprocessable || got.Details["reason"] != "key_limit" ||
+		got.Details["limit"] != float64(api.DefaultMaxKeys) || got.Details["resource"] != "key" {
+		t.Fatalf("create past the cap = %d: %s", w.Code, w.Body)
+	}
+	if !strings.Contains(got.Message, "revoke one") {
+		t.Errorf("message %q does not say what to do", got.Message)
+	}
+	if w := e.do("POST", "/v1/keys/"+last+"/rotate", `{"overlap":"1h"}`, admin...); w.Code != 201 {
+		t.Errorf("rotate at the cap = %d, want 201 (rotation is not capped): %s", w.Code, w.Body)
+	}
+	if w := e.do("DELETE", "/v1/keys/"+last, "", admin...); w.Code != 204 {
+		t.Fatalf("revoke = %d: %s", w.Code, w.Body)
+	}
+	// The rotation's overlap still counts the old key until it ends, so
+	// revoking it leaves the successor live: still at the cap.
+	if w := e.do("POST", "/v1/keys", `{"name":"k","scopes":["leads:read"]}`, admin...); w.Code != 422 {
+		t.Errorf("create after revoking the rotated key = %d, want 422 (its successor is live): %s", w.Code, w.Body)
+	}
+	list := body[struct {
+		Data []api.Key `json:"data"`
+	}](t, e.do("GET", "/v1/keys?limit=100", "", admin...))
+	var victim string
+	for _, k := range list.Data {
+		if k.RevokedAt == nil && k.Name == "k" {
+			victim = k.ID
+			break
+		}
+	}
+	if w := e.do("DELETE", "/v1/keys/"+victim, "", admin...); w.Code != 204 {
+		t.Fatalf("revoke %s = %d: %s", victim, w.Code, w.Body)
+	}
+	if w := e.do("POST", "/v1/keys", `{"name":"k","scopes":["leads:read"]}`, admin...); w.Code != 201 {
+		t.Errorf("create after revoking one = %d, want 201: %s", w.Code, w.Body)
+	}
+}

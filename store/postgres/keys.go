@@ -15,9 +15,14 @@ const keyCols = `id, account_id, name, start, hash, scopes, rate_plan, created_a
 // increase in commit order (see nextID), so ListKeysPage never passes a
 // key that is yet to appear.
 func (db *DB) CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error) {
+	return db.CreateKeyCapped(ctx, k, 0)
+}
+
+// CreateKeyCapped implements store.Keys.
+func (db *DB) CreateKeyCapped(ctx context.Context, k store.APIKey, max int) (store.APIKey, error) {
 	err := db.inIDTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		k, err = db.insertKey(ctx, tx, k)
+		k, err = db.insertKey(ctx, tx, k, max)
 		return err
 	})
 	if err != nil {
@@ -28,10 +33,21 @@ func (db *DB) CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, erro
 
 // insertKey inserts k in tx, a READ COMMITTED transaction (inIDTx), with
 // an ID and CreatedAt taken there, under the account's lock (see nextID).
-func (db *DB) insertKey(ctx context.Context, tx pgx.Tx, k store.APIKey) (store.APIKey, error) {
+func (db *DB) insertKey(ctx context.Context, tx pgx.Tx, k store.APIKey, max int) (store.APIKey, error) {
 	id, now, err := db.nextID(ctx, tx, "api_keys", store.PrefixKey, k.AccountID)
 	if err != nil {
 		return store.APIKey{}, err
+	}
+	if max > 0 {
+		var live int
+		err := tx.QueryRow(ctx, `SELECT count(*) FROM api_keys WHERE account_id = $1
+			AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)`, k.AccountID, now).Scan(&live)
+		if err != nil {
+			return store.APIKey{}, err
+		}
+		if live >= max {
+			return store.APIKey{}, &store.LimitError{Resource: "key", Limit: max}
+		}
 	}
 	k.ID = id
 	k.CreatedAt = now
@@ -129,7 +145,7 @@ func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.AP
 		}
 		rotated := store.RotatedKey(old, next) // before old's expiry changes: it inherits the original
 		old.ExpiresAt = &exp
-		created, err = db.insertKey(ctx, tx, rotated)
+		created, err = db.insertKey(ctx, tx, rotated, 0)
 		return err
 	})
 	if err != nil {

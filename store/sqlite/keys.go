@@ -16,9 +16,14 @@ const keyCols = `id, account_id, name, start, hash, scopes, rate_plan, created_a
 // increase in commit order (see nextID), so ListKeysPage never passes a
 // key that is yet to appear.
 func (db *DB) CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error) {
+	return db.CreateKeyCapped(ctx, k, 0)
+}
+
+// CreateKeyCapped implements store.Keys.
+func (db *DB) CreateKeyCapped(ctx context.Context, k store.APIKey, max int) (store.APIKey, error) {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		k, err = db.insertKey(ctx, tx, k)
+		k, err = db.insertKey(ctx, tx, k, max)
 		return err
 	})
 	if err != nil {
@@ -29,10 +34,21 @@ func (db *DB) CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, erro
 
 // insertKey inserts k in tx, a write transaction, with an ID and
 // CreatedAt taken there (see nextID).
-func (db *DB) insertKey(ctx context.Context, tx *sql.Tx, k store.APIKey) (store.APIKey, error) {
+func (db *DB) insertKey(ctx context.Context, tx *sql.Tx, k store.APIKey, max int) (store.APIKey, error) {
 	id, now, err := db.nextID(ctx, tx, "api_keys", store.PrefixKey, k.AccountID)
 	if err != nil {
 		return store.APIKey{}, err
+	}
+	if max > 0 {
+		var live int
+		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM api_keys WHERE account_id = ?
+			AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`, k.AccountID, toMicro(now)).Scan(&live)
+		if err != nil {
+			return store.APIKey{}, err
+		}
+		if live >= max {
+			return store.APIKey{}, &store.LimitError{Resource: "key", Limit: max}
+		}
 	}
 	k.ID = id
 	k.CreatedAt = now
@@ -139,7 +155,7 @@ func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.AP
 		}
 		rotated := store.RotatedKey(old, next) // before old's expiry changes: it inherits the original
 		old.ExpiresAt = &exp
-		created, err = db.insertKey(ctx, tx, rotated)
+		created, err = db.insertKey(ctx, tx, rotated, 0)
 		return err
 	})
 	if err != nil {

@@ -454,3 +454,80 @@ func testClosed(t *testing.T, h Harness) {
 	wantErr(t, "CreateAccount after Close", err, store.ErrUnavailable)
 	wantErr(t, "Ping after Close", e.s.Ping(e.ctx), store.ErrUnavailable)
 }
+
+// testCreateKeyCapped checks the cap on an account's live keys: revoked
+// and expired keys do not count, other accounts' keys do not count, and
+// concurrent creates never take an account past it.
+func testCreateKeyCapped(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	acme, other := e.account(t, "acme"), e.account(t, "other")
+	const max = 3
+	create := func(account string) error {
+		_, k := newSecret(t, account)
+		_, err := e.s.CreateKeyCapped(e.ctx, k, max)
+		return err
+	}
+	var ids []string
+	for i := range max {
+		_, k := newSecret(t, acme.ID)
+		if i == 0 { // expires in an hour: live until then
+			k.ExpiresAt = microPtr(e.clock.Now().Add(time.Hour))
+		}
+		k, err := e.s.CreateKeyCapped(e.ctx, k, max)
+		wantErr(t, fmt.Sprint("CreateKeyCapped #", i+1), err, nil)
+		ids = append(ids, k.ID)
+	}
+	steps := []struct {
+		name    string
+		before  func()
+		account string
+		want    error
+	}{
+		{name: "at the cap", account: acme.ID, want: store.ErrLimit},
+		{name: "another account is not counted", account: other.ID},
+		{name: "no cap", account: acme.ID, before: func() {
+			_, k := newSecret(t, acme.ID)
+			k, err := e.s.CreateKeyCapped(e.ctx, k, 0)
+			wantErr(t, "CreateKeyCapped(max 0)", err, nil)
+			ids = append(ids, k.ID) // 4 live keys now
+		}, want: store.ErrLimit},
+		{name: "one revoked, still at the cap", account: acme.ID, before: func() {
+			_, err := e.s.RevokeKey(e.ctx, acme.ID, ids[3], e.clock.Now())
+			wantErr(t, "RevokeKey", err, nil)
+		}, want: store.ErrLimit},
+		{name: "two revoked, room for one", account: acme.ID, before: func() {
+			_, err := e.s.RevokeKey(e.ctx, acme.ID, ids[2], e.clock.Now())
+			wantErr(t, "RevokeKey", err, nil)
+		}},
+		{name: "full again", account: acme.ID, want: store.ErrLimit},
+		{name: "the first key expired, room for one", account: acme.ID, before: func() { e.clock.Add(time.Hour) }},
+		{name: "full at last", account: acme.ID, want: store.ErrLimit},
+	}
+	for _, s := range steps {
+		if s.before != nil {
+			s.before()
+		}
+		wantErr(t, s.name, create(s.account), s.want)
+	}
+
+	t.Run("concurrent", func(t *testing.T) {
+		fresh := e.account(t, "fresh")
+		const n = 16
+		errs := make(chan error, n)
+		for range n {
+			go func() { errs <- create(fresh.ID) }()
+		}
+		made := 0
+		for range n {
+			switch err := <-errs; {
+			case err == nil:
+				made++
+			case !errors.Is(err, store.ErrLimit):
+				t.Errorf("concurrent CreateKeyCapped: %v, want nil or ErrLimit", err)
+			}
+		}
+		if made != max {
+			t.Errorf("%d concurrent creates with a cap of %d made %d keys, want %d", n, max, made, max)
+		}
+	})
+}

@@ -34,6 +34,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Keys", func(t *testing.T) { t.Parallel(); testKeys(t, h) })
 	t.Run("RevokeKey", func(t *testing.T) { t.Parallel(); testRevokeKey(t, h) })
 	t.Run("RotateKey", func(t *testing.T) { t.Parallel(); testRotateKey(t, h) })
+	t.Run("CreateKeyCapped", func(t *testing.T) { t.Parallel(); testCreateKeyCapped(t, h) })
 	t.Run("TouchKeys", func(t *testing.T) { t.Parallel(); testTouchKeys(t, h) })
 	t.Run("AuthKeys", func(t *testing.T) { t.Parallel(); testAuthKeys(t, h) })
 	t.Run("NoSecretsAtRest", func(t *testing.T) { t.Parallel(); testNoSecretsAtRest(t, h) })

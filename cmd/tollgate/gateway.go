@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/gateway"
+	"github.com/tollgate-dev/tollgate/internal/server"
+	"github.com/tollgate-dev/tollgate/logjson"
+	"github.com/tollgate-dev/tollgate/middleware"
+	"github.com/tollgate-dev/tollgate/ratelimit"
+	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+const gatewayUsage = `usage: tollgate gateway --upstream URL [flags]
+
+Runs the gateway until SIGINT or SIGTERM, then drains in-flight requests.
+Every request needs an API key of the database (any valid key: the
+upstream decides what a key may do, from X-Tollgate-Scopes), is rate
+limited by the key's plan, and is proxied to the upstream with the error
+contract. GET /healthz, /readyz and /metrics are the gateway's own.
+Methods other than GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS get
+405. See docs/gateway.md.
+Flags override environment variables, which override defaults.
+
+`
+
+// gatewayMethods are the methods the gateway proxies.
+var gatewayMethods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} // GET covers HEAD
+
+// gatewayConfig is gateway's configuration after flags, environment and
+// defaults were applied: serve's shared part, and the upstream.
+type gatewayConfig struct {
+	serveConfig
+	upstream        *url.URL
+	upstreamTimeout time.Duration
+	trustForwarded  bool
+}
+
+func parseGateway(e env, args []string) (gatewayConfig, error) {
+	var c gatewayConfig
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	checkShared := sharedFlags(fs, &c.serveConfig, sharedHelp{
+		concurrency:    "requests in flight before 503 overloaded",
+		timeout:        "deadline of each request, upstream body included; past it 504 (a cut stream once a body is flowing)",
+		timeoutDefault: time.Minute,
+	})
+	upstream := fs.String("upstream", "", "URL of the upstream service, http:// or https://, optionally with a base path (required; env TOLLGATE_UPSTREAM)")
+	fs.DurationVar(&c.upstreamTimeout, "upstream-timeout", gateway.DefaultTimeout, "wait for the upstream's response headers; past it 504 (env TOLLGATE_UPSTREAM_TIMEOUT)")
+	fs.BoolVar(&c.trustForwarded, "trust-forwarded", false, "keep the client's X-Forwarded-For, -Host and -Proto: only behind a proxy that sets them (env TOLLGATE_TRUST_FORWARDED)")
+	fs.Usage = func() {
+		fmt.Fprint(e.stderr, gatewayUsage)
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, e.getenv); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{"gateway: unexpected arguments: " + strings.Join(fs.Args(), " ")}
+	}
+	if *upstream == "" {
+		return c, usageError{fmt.Sprintf("-upstream (env %s) is required", envFlags["upstream"])}
+	}
+	var err error
+	if c.upstream, err = gateway.ParseUpstream(*upstream); err != nil {
+		return c, usageError{fmt.Sprintf("-upstream: %v", err)}
+	}
+	if err := checkShared(); err != nil {
+		return c, err
+	}
+	if err := positive("upstream-timeout", c.upstreamTimeout); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func gatewayCmd(ctx context.Context, e env, args []string) error {
+	// Before the flags: --max-concurrency's default is read from GOMAXPROCS.
+	was, raised := raiseProcs(os.Getenv)
+	c, err := parseGateway(e, args)
+	if err != nil {
+		return err
+	}
+	logs := logjson.New(e.stderr, &logjson.Options{Level: c.level, BufferSize: 32 << 10, FlushInterval: 200 * time.Millisecond})
+	defer logs.Close()
+	log := slog.New(logs)
+	if raised {
+		log.Info("GOMAXPROCS raised", "from", was, "to", minProcs)
+	}
+
+	// The address first: a start that cannot serve must not create the
+	// database or print an admin key.
+	l, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer l.Close()
+	st, err := openStore(ctx, c.database)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := bootstrapKey(ctx, st, c.account, "http://"+l.Addr().String()+"/", e); err != nil {
+		return err
+	}
+
+	checks := map[string]server.Checker{"database": st}
+	srv := server.New(server.Config{
+		Logger:    log,
+		BodyLimit: c.bodyLimit,
+		Checks:    checks,
+		Guards: []middleware.Middleware{
+			middleware.Concurrency(c.maxConcurrency),
+			middleware.Timeout(c.requestTimeout),
+		},
+		Timeouts: server.Timeouts{Write: writeTimeout(c.requestTimeout)},
+	})
+	limiter, client, err := newLimiter(c.serveConfig, srv, log)
+	if err != nil {
+		return err
+	}
+	if client != nil {
+		defer client.Close()
+		if c.rateFail == redisstore.FailClosed {
+			checks["redis"] = redisPing{client}
+		}
+	}
+	g, err := gateway.New(c.upstream, gateway.Options{Timeout: c.upstreamTimeout, TrustForwarded: c.trustForwarded, Logger: log})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	verifier := auth.NewVerifier(store.AuthKeys(st))
+	guard := middleware.NewGuard(ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), ratelimit.Policy{Name: "auth_failures", Limit: 20, Window: time.Minute}, nil)
+	proxied := middleware.Chain(
+		middleware.Auth(verifier, guard),
+		middleware.RateLimit(middleware.RateLimitConfig{Store: limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
+	)(g)
+	for _, m := range gatewayMethods {
+		srv.Handle(m+" /", proxied)
+	}
+
+	log.Info("listening", "addr", l.Addr().String(), "upstream", c.upstream.String(), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
+	flushed := make(chan error, 1)
+	go func() { flushed <- verifier.Run(ctx, 10*time.Second) }()
+	err = srv.Serve(ctx, l)
+	if ferr := <-flushed; ferr != nil {
+		log.Warn("last_used_at flush failed", "err", ferr)
+	}
+	log.Info("stopped")
+	return err
+}

@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/apierror"
+)
+
+// upstreamError carries the answer that replaces an upstream error
+// response, from ModifyResponse to the ErrorHandler, which writes it.
+type upstreamError struct{ e *apierror.Error }
+
+func (u *upstreamError) Error() string { return u.e.Error() }
+
+// modifyResponse is ReverseProxy's ModifyResponse (see the package
+// documentation): it settles the headers both sides set, lets 1xx–3xx
+// through, and passes an error through only when it is already the
+// contract's.
+func (g *Gateway) modifyResponse(res *http.Response) error {
+	ex := exchangeFrom(res.Request.Context())
+	for k := range res.Header {
+		if strings.EqualFold(k, apierror.HeaderRequestID) {
+			delete(res.Header, k) // the gateway's id is on the response
+		}
+	}
+	if ex != nil {
+		mergeRateHeaders(ex.w.Header(), res.Header)
+	}
+	if res.StatusCode < 400 {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(res.Body, MaxErrorBody+1))
+	if err != nil {
+		if ctxErr := res.Request.Context().Err(); ctxErr != nil {
+			return fmt.Errorf("gateway: read upstream error body: %w: %w", ctxErr, err)
+		}
+		data = nil // a broken body is no envelope: replaced below
+	}
+	if err == nil && len(data) <= MaxErrorBody && isContract(res, data) {
+		res.Body.Close() // releases the connection; the bytes are in data
+		res.Body = io.NopCloser(bytes.NewReader(data))
+		return nil
+	}
+	return &upstreamError{replacement(res)}
+}
+
+// isContract reports whether body, the whole error body of res, is the
+// contract's envelope or problem+json: a body apierror.Decode reads as its
+// own, with a code of the catalogue whose status is res's, and a message.
+func isContract(res *http.Response, body []byte) bool {
+	switch enc := strings.TrimSpace(strings.ToLower(res.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return false
+		}
+		body, err = io.ReadAll(io.LimitReader(zr, MaxErrorBody+1))
+		if err != nil || len(body) > MaxErrorBody {
+			return false
+		}
+	default:
+		return false
+	}
+	e := apierror.Decode(&http.Response{StatusCode: res.StatusCode, Header: res.Header, Body: io.NopCloser(bytes.NewReader(body))})
+	return !e.Foreign && e.Code.Known() && e.Code.Status() == res.StatusCode && e.Message != ""
+}
+
+// replacement is the envelope that replaces res, an upstream error whose
+// body is not the contract's.
+func replacement(res *http.Response) *apierror.Error {
+	status := res.StatusCode
+	code := apierror.CodeForStatus(status)
+	switch {
+	case status >= 500 && code == apierror.InternalError && status != http.StatusInternalServerError,
+		status >= 600:
+		code = apierror.BadGateway // a failure outside the catalogue
+	}
+	e := apierror.Wrap(fmt.Errorf("gateway: upstream answered %d", status), code, "").
+		With("upstream_status", status)
+	for k, vs := range res.Header {
+		if isRateHeader(k) {
+			if e.Header == nil {
+				e.Header = http.Header{}
+			}
+			e.Header[k] = vs
+		}
+	}
+	if d, ok := apierror.ParseRetryAfter(res.Header, time.Now()); ok {
+		e.WithRetryAfter(d)
+	} else if code == apierror.RateLimited || code == apierror.ServiceUnavailable {
+		e.WithRetryAfter(time.Second) // the contract: 429 and 503 carry one
+	}
+	switch code {
+	case apierror.ServiceUnavailable:
+		e.With("reason", "upstream_unavailable")
+	case apierror.RateLimited:
+		e.With("policy", "upstream")
+	case apierror.MethodNotAllowed:
+		if allow := res.Header.Values("Allow"); len(allow) > 0 {
+			var allowed []string
+			for _, v := range allow {
+				for m := range strings.SplitSeq(v, ",") {
+					if m = strings.TrimSpace(m); m != "" {
+						allowed = append(allowed, m)
+					}
+				}
+			}
+			e.WithHeader("Allow", strings.Join(allowed, ", ")).With("allowed", allowed)
+		}
+	}
+	return e
+}
+
+// isRateHeader reports whether the header named k (canonical) is a
+// rate-limit header: X-RateLimit-*, RateLimit or RateLimit-*.
+func isRateHeader(k string) bool {
+	return hasPrefixFold(k, "X-Ratelimit-") || strings.EqualFold(k, "Ratelimit") || hasPrefixFold(k, "Ratelimit-")
+}
+
+// mergeRateHeaders leaves one set of rate-limit headers between gw, the
+// headers the gateway set on its response, and up, the upstream's: the
+// most restrictive policy's (see the package documentation). The set not
+// kept is deleted from its map.
+func mergeRateHeaders(gw, up http.Header) {
+	upHas, gwHas := hasRateHeader(up), hasRateHeader(gw)
+	if !upHas || !gwHas {
+		return
+	}
+	upRL, upOK := apierror.ParseRateLimit(up)
+	gwRL, gwOK := apierror.ParseRateLimit(gw)
+	drop := up
+	if upOK && (!gwOK || upRL.Remaining < gwRL.Remaining ||
+		upRL.Remaining == gwRL.Remaining && upRL.Reset.After(gwRL.Reset)) {
+		drop = gw
+	}
+	for k := range drop {
+		if isRateHeader(k) {
+			delete(drop, k)
+		}
+	}
+}
+
+func hasRateHeader(h http.Header) bool {
+	for k := range h {
+		if isRateHeader(k) {
+			return true
+		}
+	}
+	return false
+}
