@@ -220,10 +220,26 @@ type Sessions interface {
 	// page ("" on the last page). A session committed after a page was
 	// read has an ID above that page's cursor, so it is on a later page.
 	ListSessions(ctx context.Context, accountID string, f SessionFilter, page Page) (list []Session, next string, err error)
-	// UpdateSession overwrites every field of the session (s.AccountID,
-	// s.ID) except CreatedAt, sets UpdatedAt, and returns the stored
-	// session. ErrNotFound and *ConflictError as for create.
-	UpdateSession(ctx context.Context, s Session) (Session, error)
+	// UpdateSession changes session id of accountID with update, as one
+	// atomic read-modify-write: in one transaction, and under a lock
+	// covering the session (a row lock, or the database's write lock) held
+	// until commit, it reads the session as stored,
+	// passes it to update, then stores every field update leaves except
+	// ID, AccountID and CreatedAt (any changes to those are ignored), sets
+	// UpdatedAt, and returns the session as stored.
+	//
+	// So update always sees the latest committed session, and what it
+	// decides from it (a state rule, say) still holds when the result is
+	// written: updates of one session, from any number of callers or
+	// processes, apply one after the other, each to the session the
+	// previous one left, and none loses another's changes.
+	//
+	// update is called at most once, with the lock held: it must be quick
+	// and must not use the store. If it returns an error, nothing is
+	// written and UpdateSession returns that error as it is. No session
+	// is ErrNotFound (update is not called); a taken ExternalID is a
+	// *ConflictError, as for create.
+	UpdateSession(ctx context.Context, accountID, id string, update func(*Session) error) (Session, error)
 	// DeleteSession deletes session id of accountID, or returns ErrNotFound.
 	DeleteSession(ctx context.Context, accountID, id string) error
 }
@@ -266,9 +282,10 @@ type Leads interface {
 	LeadByID(ctx context.Context, accountID, id string) (Lead, error)
 	// ListLeads is ListSessions for leads.
 	ListLeads(ctx context.Context, accountID string, f LeadFilter, page Page) (list []Lead, next string, err error)
-	// UpdateLead overwrites every field of the lead (l.AccountID, l.ID)
-	// except CreatedAt, sets UpdatedAt, and returns the stored lead.
-	UpdateLead(ctx context.Context, l Lead) (Lead, error)
+	// UpdateLead is UpdateSession for leads: update changes the lead as
+	// stored, under a lock held until the result is committed. A taken
+	// Phone is a *ConflictError.
+	UpdateLead(ctx context.Context, accountID, id string, update func(*Lead) error) (Lead, error)
 	// DeleteLead deletes lead id of accountID, or returns ErrNotFound.
 	DeleteLead(ctx context.Context, accountID, id string) error
 }

@@ -150,7 +150,10 @@ var takenMessage = map[string]string{
 }
 
 // storeError maps a storage error to the answer, for a resource kind
-// ("session", "lead", "key") and its human name ("Session").
+// ("session", "lead", "key") and its human name ("Session"). A refusal of
+// a handler's own made inside a store call (a rule judged in the update
+// function of UpdateSession) is an *apierror.Error, and is answered as it
+// is.
 func storeError(err error, resource, name string) error {
 	var conflict *store.ConflictError
 	var limit *store.LimitError

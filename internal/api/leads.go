@@ -242,13 +242,14 @@ func (a *API) updateLead(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, r, validation(errs))
 		return
 	}
-	l, err := a.cfg.Store.LeadByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
-	if err != nil {
-		apierror.Write(w, r, storeError(err, "lead", "Lead"))
-		return
-	}
-	in.apply(&l)
-	updated, err := a.cfg.Store.UpdateLead(r.Context(), l)
+	// As for sessions, the store applies the change to the lead as stored
+	// when it writes, so concurrent PATCHes lose none of each other's
+	// members.
+	updated, err := a.cfg.Store.UpdateLead(r.Context(), principal(r).AccountID, r.PathValue("id"),
+		func(l *store.Lead) error {
+			in.apply(l)
+			return nil
+		})
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "lead", "Lead"))
 		return

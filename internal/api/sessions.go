@@ -252,18 +252,16 @@ func (a *API) updateSession(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, r, validation(errs))
 		return
 	}
-	s, err := a.cfg.Store.SessionByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
-	if err != nil {
-		apierror.Write(w, r, storeError(err, "session", "Session"))
-		return
-	}
-	was := s.Status
-	in.apply(&s)
-	if err := checkSession(s, was); err != nil {
-		apierror.Write(w, r, err)
-		return
-	}
-	updated, err := a.cfg.Store.UpdateSession(r.Context(), s)
+	// The change and the rules between fields and states are applied by
+	// the store to the session as stored when it writes, under its lock:
+	// concurrent PATCHes apply one after the other, none losing another's
+	// members, and a rule is judged against the session it changes.
+	updated, err := a.cfg.Store.UpdateSession(r.Context(), principal(r).AccountID, r.PathValue("id"),
+		func(s *store.Session) error {
+			was := s.Status
+			in.apply(s)
+			return checkSession(*s, was)
+		})
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "session", "Session"))
 		return

@@ -59,16 +59,19 @@ func (db *DB) ListLeads(ctx context.Context, accountID string, f store.LeadFilte
 	return list, next, nil
 }
 
-// UpdateLead implements store.Leads.
-func (db *DB) UpdateLead(ctx context.Context, l store.Lead) (store.Lead, error) {
-	out, err := scanLead(db.pool.QueryRow(ctx, `UPDATE leads SET
-		name = $1, email = $2, phone = $3, company = $4, notes = $5, status = $6, updated_at = $7
-		WHERE account_id = $8 AND id = $9 RETURNING `+leadCols,
-		l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status, db.now(), l.AccountID, l.ID))
-	if err != nil {
-		return store.Lead{}, fmt.Errorf("postgres: update lead: %w", wrapErr(err))
-	}
-	return out, nil
+// UpdateLead implements store.Leads (see modify).
+func (db *DB) UpdateLead(ctx context.Context, accountID, id string, update func(*store.Lead) error) (store.Lead, error) {
+	return modify(ctx, db, "update lead", update,
+		func(tx pgx.Tx) (store.Lead, error) {
+			return scanLead(tx.QueryRow(ctx,
+				`SELECT `+leadCols+` FROM leads WHERE account_id = $1 AND id = $2 FOR UPDATE`, accountID, id))
+		},
+		func(tx pgx.Tx, l store.Lead) (store.Lead, error) {
+			return scanLead(tx.QueryRow(ctx, `UPDATE leads SET
+				name = $1, email = $2, phone = $3, company = $4, notes = $5, status = $6, updated_at = $7
+				WHERE account_id = $8 AND id = $9 RETURNING `+leadCols,
+				l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status, db.now(), accountID, id))
+		})
 }
 
 // DeleteLead implements store.Leads.

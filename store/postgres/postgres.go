@@ -137,6 +137,44 @@ func (db *DB) Close() error {
 	return nil
 }
 
+// modify is the read-modify-write of one row, for the Update methods (see
+// store.Sessions.UpdateSession): read reads the row and locks it (SELECT …
+// FOR UPDATE), update changes it, write stores it, all in one transaction.
+// The row lock is held until commit, so another modify of the row waits at
+// its read until this one has committed. The transaction is READ
+// COMMITTED, whatever the server's default: the waiting read then returns
+// the row as that commit left it (under REPEATABLE READ or SERIALIZABLE it
+// would fail with a serialization error instead). One row is locked per
+// transaction, so two modifies cannot deadlock. An error of update is
+// returned as it is; other errors are wrapped as op's.
+func modify[T any](ctx context.Context, db *DB, op string, update func(*T) error,
+	read func(tx pgx.Tx) (T, error), write func(tx pgx.Tx, v T) (T, error)) (T, error) {
+	var (
+		out     T
+		refused error
+	)
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		v, err := read(tx)
+		if err != nil {
+			return err
+		}
+		if refused = update(&v); refused != nil {
+			return refused
+		}
+		out, err = write(tx, v)
+		return err
+	})
+	switch {
+	case refused != nil:
+		var zero T
+		return zero, refused
+	case err != nil:
+		var zero T
+		return zero, fmt.Errorf("postgres: %s: %w", op, wrapErr(err))
+	}
+	return out, nil
+}
+
 // uniqueFields maps unique constraint names (see migrations) to the
 // conflicting resource and API field.
 var uniqueFields = map[string][2]string{

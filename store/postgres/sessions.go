@@ -105,19 +105,22 @@ func (db *DB) ListSessions(ctx context.Context, accountID string, f store.Sessio
 	return list, next, nil
 }
 
-// UpdateSession implements store.Sessions.
-func (db *DB) UpdateSession(ctx context.Context, s store.Session) (store.Session, error) {
-	s = normSession(s)
-	out, err := scanSession(db.pool.QueryRow(ctx, `UPDATE sessions SET
-		external_id = $1, title = $2, source = $3, model = $4, status = $5, started_at = $6, ended_at = $7,
-		tokens = $8, metadata = $9::text::json, updated_at = $10
-		WHERE account_id = $11 AND id = $12 RETURNING `+sessionCols,
-		nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status, s.StartedAt, s.EndedAt,
-		s.Tokens, string(s.Metadata), db.now(), s.AccountID, s.ID))
-	if err != nil {
-		return store.Session{}, fmt.Errorf("postgres: update session: %w", wrapErr(err))
-	}
-	return out, nil
+// UpdateSession implements store.Sessions (see modify).
+func (db *DB) UpdateSession(ctx context.Context, accountID, id string, update func(*store.Session) error) (store.Session, error) {
+	return modify(ctx, db, "update session", update,
+		func(tx pgx.Tx) (store.Session, error) {
+			return scanSession(tx.QueryRow(ctx,
+				`SELECT `+sessionCols+` FROM sessions WHERE account_id = $1 AND id = $2 FOR UPDATE`, accountID, id))
+		},
+		func(tx pgx.Tx, s store.Session) (store.Session, error) {
+			s = normSession(s)
+			return scanSession(tx.QueryRow(ctx, `UPDATE sessions SET
+				external_id = $1, title = $2, source = $3, model = $4, status = $5, started_at = $6, ended_at = $7,
+				tokens = $8, metadata = $9::text::json, updated_at = $10
+				WHERE account_id = $11 AND id = $12 RETURNING `+sessionCols,
+				nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status, s.StartedAt, s.EndedAt,
+				s.Tokens, string(s.Metadata), db.now(), accountID, id))
+		})
 }
 
 // DeleteSession implements store.Sessions.

@@ -67,17 +67,20 @@ func (db *DB) ListLeads(ctx context.Context, accountID string, f store.LeadFilte
 	return list, next, nil
 }
 
-// UpdateLead implements store.Leads.
-func (db *DB) UpdateLead(ctx context.Context, l store.Lead) (store.Lead, error) {
-	out, err := scanLead(db.w.QueryRowContext(ctx, `UPDATE leads SET
-		name = ?, email = ?, phone = ?, company = ?, notes = ?, status = ?, updated_at = ?
-		WHERE account_id = ? AND id = ? RETURNING `+leadCols,
-		l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status, toMicro(db.now()),
-		l.AccountID, l.ID))
-	if err != nil {
-		return store.Lead{}, fmt.Errorf("sqlite: update lead: %w", wrapErr(err))
-	}
-	return out, nil
+// UpdateLead implements store.Leads, as UpdateSession does.
+func (db *DB) UpdateLead(ctx context.Context, accountID, id string, update func(*store.Lead) error) (store.Lead, error) {
+	return modify(ctx, db, "update lead", update,
+		func(tx *sql.Tx) (store.Lead, error) {
+			return scanLead(tx.QueryRowContext(ctx,
+				`SELECT `+leadCols+` FROM leads WHERE account_id = ? AND id = ?`, accountID, id))
+		},
+		func(tx *sql.Tx, l store.Lead) (store.Lead, error) {
+			return scanLead(tx.QueryRowContext(ctx, `UPDATE leads SET
+				name = ?, email = ?, phone = ?, company = ?, notes = ?, status = ?, updated_at = ?
+				WHERE account_id = ? AND id = ? RETURNING `+leadCols,
+				l.Name, l.Email, nullString(l.Phone), l.Company, l.Notes, l.Status, toMicro(db.now()),
+				accountID, id))
+		})
 }
 
 // DeleteLead implements store.Leads.

@@ -94,20 +94,24 @@ func (db *DB) ListSessions(ctx context.Context, accountID string, f store.Sessio
 	return list, next, nil
 }
 
-// UpdateSession implements store.Sessions.
-func (db *DB) UpdateSession(ctx context.Context, s store.Session) (store.Session, error) {
-	s = normSession(s)
-	s.UpdatedAt = db.now()
-	out, err := scanSession(db.w.QueryRowContext(ctx, `UPDATE sessions SET
-		external_id = ?, title = ?, source = ?, model = ?, status = ?, started_at = ?, ended_at = ?,
-		tokens = ?, metadata = ?, updated_at = ?
-		WHERE account_id = ? AND id = ? RETURNING `+sessionCols,
-		nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status, toMicro(s.StartedAt), toNullMicro(s.EndedAt),
-		s.Tokens, string(s.Metadata), toMicro(s.UpdatedAt), s.AccountID, s.ID))
-	if err != nil {
-		return store.Session{}, fmt.Errorf("sqlite: update session: %w", wrapErr(err))
-	}
-	return out, nil
+// UpdateSession implements store.Sessions. The session is read on the
+// writer's connection, inside the write transaction (see modify), not on
+// a reader: a reader could see it as it was before a write still to come.
+func (db *DB) UpdateSession(ctx context.Context, accountID, id string, update func(*store.Session) error) (store.Session, error) {
+	return modify(ctx, db, "update session", update,
+		func(tx *sql.Tx) (store.Session, error) {
+			return scanSession(tx.QueryRowContext(ctx,
+				`SELECT `+sessionCols+` FROM sessions WHERE account_id = ? AND id = ?`, accountID, id))
+		},
+		func(tx *sql.Tx, s store.Session) (store.Session, error) {
+			s = normSession(s)
+			return scanSession(tx.QueryRowContext(ctx, `UPDATE sessions SET
+				external_id = ?, title = ?, source = ?, model = ?, status = ?, started_at = ?, ended_at = ?,
+				tokens = ?, metadata = ?, updated_at = ?
+				WHERE account_id = ? AND id = ? RETURNING `+sessionCols,
+				nullString(s.ExternalID), s.Title, s.Source, s.Model, s.Status, toMicro(s.StartedAt), toNullMicro(s.EndedAt),
+				s.Tokens, string(s.Metadata), toMicro(db.now()), accountID, id))
+		})
 }
 
 // DeleteSession implements store.Sessions.

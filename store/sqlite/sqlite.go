@@ -158,17 +158,53 @@ func (db *DB) Close() error {
 }
 
 // inTx runs f in a write (BEGIN IMMEDIATE) transaction and commits it if f
-// returns nil.
+// returns nil. The transaction is rolled back if f fails or panics, so
+// that the writer's one connection is never left inside it.
 func (db *DB) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	defer func() { _ = tx.Rollback() }() // after Commit, ErrTxDone: nothing to do
 	if err := f(tx); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
 	return tx.Commit()
+}
+
+// modify is the read-modify-write of one row, for the Update methods
+// (see store.Sessions.UpdateSession): read reads the row, update changes
+// it, write stores it, all in one write transaction. BEGIN IMMEDIATE holds
+// the database's write lock from before the read until commit, so no other
+// write, from this process or another, can come between the read and the
+// write. An error of update is returned as it is; other errors are wrapped
+// as op's.
+func modify[T any](ctx context.Context, db *DB, op string, update func(*T) error,
+	read func(tx *sql.Tx) (T, error), write func(tx *sql.Tx, v T) (T, error)) (T, error) {
+	var (
+		out     T
+		refused error
+	)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		v, err := read(tx)
+		if err != nil {
+			return err
+		}
+		if refused = update(&v); refused != nil {
+			return refused
+		}
+		out, err = write(tx, v)
+		return err
+	})
+	switch {
+	case refused != nil:
+		var zero T
+		return zero, refused
+	case err != nil:
+		var zero T
+		return zero, fmt.Errorf("sqlite: %s: %w", op, wrapErr(err))
+	}
+	return out, nil
 }
 
 // uniqueFields maps the columns of a UNIQUE constraint failure (as SQLite

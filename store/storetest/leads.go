@@ -59,7 +59,7 @@ func testLeads(t *testing.T, h Harness) {
 	upd := got
 	upd.Status, upd.Notes, upd.Phone = store.LeadQualified, "", "+15550001111"
 	upd.CreatedAt = time.Unix(0, 0) // ignored
-	out, err := e.s.UpdateLead(e.ctx, upd)
+	out, err := e.s.UpdateLead(e.ctx, acme.ID, l.ID, set(upd))
 	wantErr(t, "UpdateLead", err, nil)
 	want = upd
 	want.CreatedAt, want.UpdatedAt = got.CreatedAt, e.now()
@@ -69,7 +69,7 @@ func testLeads(t *testing.T, h Harness) {
 	taker := e.lead(t, store.Lead{AccountID: acme.ID, Phone: "+15550002222"})
 	upd = taker
 	upd.Phone = got.Phone
-	_, err = e.s.UpdateLead(e.ctx, upd)
+	_, err = e.s.UpdateLead(e.ctx, acme.ID, taker.ID, set(upd))
 	wantConflict(t, "UpdateLead(taken phone)", err, "phone")
 
 	notFound := []struct {
@@ -81,7 +81,7 @@ func testLeads(t *testing.T, h Harness) {
 		{"UpdateLead of another account", func() error {
 			u := got
 			u.AccountID, u.Name = other.ID, "hijacked"
-			_, err := e.s.UpdateLead(e.ctx, u)
+			_, err := e.s.UpdateLead(e.ctx, other.ID, l.ID, set(u))
 			return err
 		}},
 		{"DeleteLead of another account", func() error { return e.s.DeleteLead(e.ctx, other.ID, l.ID) }},

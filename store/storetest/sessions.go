@@ -67,7 +67,7 @@ func testSessions(t *testing.T, h Harness) {
 		upd.ExternalID = ""
 		upd.Metadata = json.RawMessage(`{"k":"v"}`)
 		upd.CreatedAt = time.Unix(0, 0) // ignored
-		out, err := e.s.UpdateSession(e.ctx, upd)
+		out, err := e.s.UpdateSession(e.ctx, acme.ID, s.ID, set(upd))
 		wantErr(t, "UpdateSession", err, nil)
 		want := upd
 		want.CreatedAt, want.UpdatedAt = got.CreatedAt, e.now()
@@ -87,13 +87,11 @@ func testSessions(t *testing.T, h Harness) {
 		{"UpdateSession of another account", func() error {
 			u := got
 			u.AccountID, u.Title = other.ID, "hijacked"
-			_, err := e.s.UpdateSession(e.ctx, u)
+			_, err := e.s.UpdateSession(e.ctx, other.ID, s.ID, set(u))
 			return err
 		}},
 		{"UpdateSession unknown", func() error {
-			u := got
-			u.ID = "ses_01J00000000000000000000000"
-			_, err := e.s.UpdateSession(e.ctx, u)
+			_, err := e.s.UpdateSession(e.ctx, acme.ID, "ses_01J00000000000000000000000", set(got))
 			return err
 		}},
 		{"DeleteSession of another account", func() error { return e.s.DeleteSession(e.ctx, other.ID, s.ID) }},
@@ -133,7 +131,7 @@ func testSessionConflicts(t *testing.T, h Harness) {
 
 	upd := second
 	upd.ExternalID = first.ExternalID
-	_, err = e.s.UpdateSession(e.ctx, upd)
+	_, err = e.s.UpdateSession(e.ctx, acme.ID, second.ID, set(upd))
 	wantConflict(t, "UpdateSession(taken external id)", err, "sessionExternalId")
 	stored, err := e.s.SessionByID(e.ctx, acme.ID, second.ID)
 	wantErr(t, "SessionByID", err, nil)
@@ -142,7 +140,7 @@ func testSessionConflicts(t *testing.T, h Harness) {
 	// Keeping one's own external ID is not a conflict.
 	upd = first
 	upd.Title = "renamed"
-	_, err = e.s.UpdateSession(e.ctx, upd)
+	_, err = e.s.UpdateSession(e.ctx, acme.ID, first.ID, set(upd))
 	wantErr(t, "UpdateSession(own external id)", err, nil)
 }
 

@@ -45,6 +45,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Leads", func(t *testing.T) { t.Parallel(); testLeads(t, h) })
 	t.Run("ListLeads", func(t *testing.T) { t.Parallel(); testListLeads(t, h) })
 	t.Run("LeadPhoneRace", func(t *testing.T) { t.Parallel(); testLeadPhoneRace(t, h) })
+	t.Run("UpdateSession", func(t *testing.T) { t.Parallel(); testUpdate(t, h, sessionUpdates) })
+	t.Run("UpdateLead", func(t *testing.T) { t.Parallel(); testUpdate(t, h, leadUpdates) })
 	t.Run("Closed", func(t *testing.T) { t.Parallel(); testClosed(t, h) })
 	t.Run("Idempotency", func(t *testing.T) { t.Parallel(); testIdempotency(t, h) })
 	t.Run("IdempotencyLease", func(t *testing.T) { t.Parallel(); testIdempotencyLease(t, h) })
