@@ -229,9 +229,9 @@ func (e *engine) decide(ctx context.Context, a *Attempt, idempotent, rewindable 
 // then X-RateLimit-Reset when X-RateLimit-Remaining is 0 or absent. source
 // names the one used; ok is false when the response names no wait, or
 // only garbage (a negative, NaN or infinite value). A wait above 2^31
-// seconds (even a Retry-After or details.retry_after too large for an
-// int64 or a float64) is clamped to 2^31 seconds rather than dropped, so
-// that Policy.MaxWait still refuses it. apiErr may be nil.
+// seconds (even a Retry-After, details.retry_after or X-RateLimit-Reset
+// too large for an int64 or a float64) is clamped to 2^31 seconds rather
+// than dropped, so that Policy.MaxWait still refuses it. apiErr may be nil.
 func ServerWait(resp *http.Response, apiErr *apierror.Error, now time.Time) (wait time.Duration, source string, ok bool) {
 	var h http.Header
 	switch {
@@ -249,9 +249,16 @@ func ServerWait(resp *http.Response, apiErr *apierror.Error, now time.Time) (wai
 		}
 	}
 	if rem := strings.TrimSpace(h.Get("X-RateLimit-Remaining")); rem == "" || rem == "0" {
-		if reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-RateLimit-Reset")), 10, 64); err == nil {
-			if t := time.Unix(reset, 0); t.After(now) {
-				return min(t.Sub(now), maxServerWait), "x-ratelimit-reset", true
+		// Out of range, ParseInt returns the int64 of the same sign that is
+		// furthest from zero. The reset is compared in seconds first:
+		// time.Unix overflows near the int64 limits, and a reset too far
+		// to hold must be clamped, not dropped.
+		if reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-RateLimit-Reset")), 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+			if secs := now.Unix(); reset > secs {
+				if uint64(reset-secs) > uint64(maxServerWait/time.Second) {
+					return maxServerWait, "x-ratelimit-reset", true
+				}
+				return time.Unix(reset, 0).Sub(now), "x-ratelimit-reset", true
 			}
 		}
 	}

@@ -182,6 +182,16 @@ func TestServerWaitOutOfRange(t *testing.T) {
 		{"x-ratelimit-reset beyond 2^31 s", status(429, rateLimitedBody(""), "X-RateLimit-Limit", "10",
 			"X-RateLimit-Remaining", "0", "X-RateLimit-Reset", strconv.FormatInt(time.Now().Unix()+1<<40, 10)),
 			client.Error{Attempts: 1, Stop: client.StopMaxWait}},
+		// FuzzServerWait: within 62,135,596,800 s (time.Unix's offset to
+		// year 1) of the int64 limit time.Unix overflowed into the past,
+		// and beyond int64 the value was dropped; either way the client
+		// backed off and retried.
+		{"x-ratelimit-reset at the int64 limit", status(429, rateLimitedBody(""), "X-RateLimit-Limit", "10",
+			"X-RateLimit-Remaining", "0", "X-RateLimit-Reset", "9223372036854775807"),
+			client.Error{Attempts: 1, Stop: client.StopMaxWait}},
+		{"x-ratelimit-reset beyond int64", status(429, rateLimitedBody(""), "X-RateLimit-Limit", "10",
+			"X-RateLimit-Remaining", "0", "X-RateLimit-Reset", "9227000000000000000"),
+			client.Error{Attempts: 1, Stop: client.StopMaxWait}},
 		// Garbage: ignored, so the client backs off and names no wait.
 		{"details.retry_after NaN", status(503, rateLimitedBody(`,"retry_after":"NaN"`)),
 			client.Error{Attempts: 3, Stop: client.StopAttempts}},

@@ -8,6 +8,9 @@ import (
 // CleanPath exports cleanPath for tests.
 var CleanPath = cleanPath
 
+// CheckIdempotencyKey exports checkIdempotencyKey for tests.
+var CheckIdempotencyKey = checkIdempotencyKey
+
 // ExactRoute reports whether rt's exact-route lookup finds r.
 func ExactRoute(rt *Router, r *http.Request) bool {
 	_, ok := rt.lookup(r)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/tollgate-dev/tollgate/apierror"
@@ -84,8 +85,9 @@ func NormalizePhone(phone string) (e164 string, ok bool) {
 // MaxEmailLen bytes, accepted by net/mail.ParseAddress and equal to the
 // address it parses to (so no display name, comments, quoting or
 // surrounding space), with a domain of at least two dot-separated labels
-// of letters, digits and inner hyphens (non-ASCII letters allowed), and no
-// IP literal.
+// of letters, digits and inner hyphens (non-ASCII letters, their combining
+// marks and digits allowed; no other non-ASCII character, such as a space
+// or a control), and no IP literal.
 //
 // No validation library is used: the popular ones either pull in a large
 // dependency for one regular expression or probe DNS and SMTP, which do
@@ -109,7 +111,8 @@ func ValidEmail(s string) bool {
 			return false
 		}
 		for _, c := range l {
-			if c < utf8.RuneSelf && !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			if c < utf8.RuneSelf && !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') ||
+				c >= utf8.RuneSelf && !unicode.IsLetter(c) && !unicode.IsMark(c) && !unicode.IsDigit(c) {
 				return false
 			}
 		}

@@ -78,6 +78,12 @@ func TestValidEmail(t *testing.T) {
 		{"label ends with hyphen", "ada@example-.com", false},
 		{"underscore in domain", "ada@ex_ample.com", false},
 		{"ip literal", "ada@[192.0.2.1]", false},
+		{"combining mark in domain", "ada@exa\u0301mple.com", true},
+		// FuzzValidEmail: any non-ASCII rune passed as a letter.
+		{"C1 control in domain", "0@0.\u0081", false},
+		{"no-break space in domain", "ada@example.\u00a0com", false},
+		{"zero-width space in domain", "ada@exam\u200bple.com", false},
+		{"line separator in domain", "ada@example.co\u2028m", false},
 		{"quoted local part", `"ada lovelace"@example.com`, false},
 		{"comment", "ada@example.com (Ada)", false},
 		{"empty local part", "@example.com", false},

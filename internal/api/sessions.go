@@ -499,8 +499,12 @@ func encodeCursor(next string) string {
 }
 
 // decodeCursor unwraps a cursor made by encodeCursor for a resource with
-// ID prefix prefix. A crafted cursor can only skip ahead within the
-// caller's own account: lists are always filtered by account.
+// ID prefix prefix, and refuses any other spelling: a lower-case ULID
+// decodes to an ID no store issued, which sorts apart from the one it
+// spells (a wrong page instead of a 400), and line breaks or stray bits
+// in the base64 would make two cursors of one. A crafted cursor can only
+// skip ahead within the caller's own account: lists are always filtered
+// by account.
 func decodeCursor(c, prefix string) (string, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	if err != nil {
@@ -510,7 +514,7 @@ func decodeCursor(c, prefix string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if _, err := ulid.ParseStrict(id); err != nil {
+	if u, err := ulid.ParseStrict(id); err != nil || u.String() != id || encodeCursor(string(b)) != c {
 		return "", false
 	}
 	return string(b), true
