@@ -77,9 +77,10 @@
 //     request, the caller's identity: X-Tollgate-Account,
 //     X-Tollgate-Key-Id, X-Tollgate-Scopes (comma-separated) and
 //     X-Tollgate-Key-Mode (live or test). Every header the client sent
-//     whose name starts with X-Tollgate- is removed first, so these cannot
-//     be forged through the gateway. The upstream may trust them only if
-//     nothing but the gateway can reach it.
+//     whose name starts with X-Tollgate- is removed first (spelled with
+//     "_" for "-" too, as CGI, WSGI, Rack and PHP read them alike), so
+//     these cannot be forged through the gateway. The upstream may trust
+//     them only if nothing but the gateway can reach it.
 //   - X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Proto describe the
 //     connection the gateway received; the client's own (and Forwarded)
 //     are dropped, unless Options.TrustForwarded, for a gateway behind a
@@ -98,6 +99,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -231,6 +233,11 @@ func checkUpstream(u *url.URL) error {
 	case u.Fragment != "":
 		return fmt.Errorf("gateway: upstream %q: a fragment is not allowed", u.Redacted())
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("gateway: upstream %q: port must be 1 to 65535", u.Redacted())
+		}
+	}
 	return nil
 }
 
@@ -254,6 +261,7 @@ func exchangeFrom(ctx context.Context) *exchange {
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+	w = &informWriter{ResponseWriter: w, base: w.Header().Clone()}
 	ex := &exchange{w: w, budget: g.timeout}
 	if dl, ok := r.Context().Deadline(); ok {
 		ex.budget = max(min(ex.budget, time.Until(dl)), 0)
@@ -281,8 +289,12 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(g.upstream)
 	in, h := pr.In, pr.Out.Header
 	for k := range h {
-		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "X-Api-Key") ||
-			strings.EqualFold(k, apierror.HeaderRequestID) || hasPrefixFold(k, identityPrefix) {
+		// CGI, WSGI, Rack and PHP read "_" as "-" in a header's name:
+		// X_Tollgate_Account would be X-Tollgate-Account to them.
+		n := strings.ReplaceAll(k, "_", "-")
+		if strings.EqualFold(n, "Authorization") || strings.EqualFold(n, "X-Api-Key") ||
+			strings.EqualFold(n, apierror.HeaderRequestID) || hasPrefixFold(n, identityPrefix) ||
+			n != k && (strings.EqualFold(n, "Forwarded") || hasPrefixFold(n, "X-Forwarded-")) {
 			delete(h, k)
 		}
 	}
@@ -393,3 +405,45 @@ func newTransport() *http.Transport {
 		DisableCompression:    true,
 	}
 }
+
+// informWriter is the ResponseWriter the proxy writes to. ReverseProxy
+// clears the response's header map after it forwards a 1xx (103 Early
+// Hints), which would take the gateway's X-Request-Id and rate-limit
+// headers off the final answer: informWriter puts back the headers the
+// response had when the gateway took the request, and gives each 1xx the
+// gateway's request id only.
+type informWriter struct {
+	http.ResponseWriter
+	base     http.Header // the response's headers before the proxy ran
+	informed bool        // a 1xx was written since the headers were restored
+}
+
+func (w *informWriter) Header() http.Header {
+	h := w.ResponseWriter.Header()
+	if w.informed {
+		w.informed = false
+		for k, vs := range w.base {
+			h[k] = append([]string(nil), vs...)
+		}
+	}
+	return h
+}
+
+func (w *informWriter) WriteHeader(code int) {
+	h := w.Header()
+	if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	if id, ok := w.base[apierror.HeaderRequestID]; ok {
+		h[apierror.HeaderRequestID] = append([]string(nil), id...)
+	} else {
+		delete(h, apierror.HeaderRequestID)
+	}
+	w.ResponseWriter.WriteHeader(code)
+	w.informed = true
+}
+
+// Unwrap lets http.ResponseController (flushes, upgrades) and
+// apierror.Write reach the writers below.
+func (w *informWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

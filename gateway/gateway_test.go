@@ -830,6 +830,10 @@ func TestParseUpstream(t *testing.T) {
 		{"http://user:secret@h", false},
 		{"http://h/#frag", false},
 		{"http://h:port", false},
+		{"http://h:0", false},
+		{"http://h:65536", false},
+		{"https://[::1]:70000", false},
+		{"http://h:65535", true},
 		{"", false},
 	} {
 		u, err := gateway.ParseUpstream(tt.raw)

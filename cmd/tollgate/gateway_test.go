@@ -208,6 +208,8 @@ func TestGatewayUsage(t *testing.T) {
 		{"bad upstream from env", nil, map[string]string{"TOLLGATE_UPSTREAM": "gopher://x"}, "scheme"},
 		{"upstream with a password", []string{"--upstream", "http://u:Sup3rSecret@h"}, nil, "user information"},
 		{"upstream that does not parse, with a password", []string{"--upstream", "http://u:Sup3rSecret@h:port"}, nil, "-upstream"},
+		{"upstream port out of range", []string{"--upstream", "http://h:70000"}, nil, "port"},
+		{"upstream port zero", []string{"--upstream", "http://127.0.0.1:0"}, nil, "port"},
 		{"zero upstream timeout", []string{"--upstream", "http://h", "--upstream-timeout", "0s"}, nil, "-upstream-timeout"},
 		{"zero request timeout from env", []string{"--upstream", "http://h"}, map[string]string{"TOLLGATE_REQUEST_TIMEOUT": "0"}, "TOLLGATE_REQUEST_TIMEOUT"},
 		{"bad rate", []string{"--upstream", "http://h", "--rate-default", "lots"}, nil, "-rate-default"},
