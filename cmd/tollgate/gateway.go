@@ -4,20 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/tollgate-dev/tollgate/auth"
 	"github.com/tollgate-dev/tollgate/gateway"
-	"github.com/tollgate-dev/tollgate/internal/server"
-	"github.com/tollgate-dev/tollgate/logjson"
 	"github.com/tollgate-dev/tollgate/middleware"
-	"github.com/tollgate-dev/tollgate/ratelimit"
-	"github.com/tollgate-dev/tollgate/ratelimit/redisstore"
 	"github.com/tollgate-dev/tollgate/store"
 )
 
@@ -91,71 +84,27 @@ func gatewayCmd(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	logs := logjson.New(e.stderr, &logjson.Options{Level: c.level, BufferSize: 32 << 10, FlushInterval: 200 * time.Millisecond})
-	defer logs.Close()
-	log := slog.New(logs)
-	if raised {
-		log.Info("GOMAXPROCS raised", "from", was, "to", minProcs)
-	}
-
-	// The address first: a start that cannot serve must not create the
-	// database or print an admin key.
-	l, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	defer l.Close()
-	st, err := openStore(ctx, c.database)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if err := bootstrapKey(ctx, st, c.account, "http://"+l.Addr().String()+"/", e); err != nil {
-		return err
-	}
-
-	checks := map[string]server.Checker{"database": st}
-	srv := server.New(server.Config{
-		Logger:    log,
-		BodyLimit: c.bodyLimit,
-		Checks:    checks,
-		Guards: []middleware.Middleware{
-			middleware.Concurrency(c.maxConcurrency),
-			middleware.Timeout(c.requestTimeout),
+	s, err := start(ctx, e, c.serveConfig, was, raised, startOptions{
+		bootstrap: func(st store.Store, addr string) error {
+			return bootstrapKey(ctx, st, c.account, "http://"+addr+"/", e)
 		},
-		Timeouts: server.Timeouts{Write: writeTimeout(c.requestTimeout)},
 	})
-	limiter, client, err := newLimiter(c.serveConfig, srv, log)
 	if err != nil {
 		return err
 	}
-	if client != nil {
-		defer client.Close()
-		if c.rateFail == redisstore.FailClosed {
-			checks["redis"] = redisPing{client}
-		}
-	}
-	g, err := gateway.New(c.upstream, gateway.Options{Timeout: c.upstreamTimeout, TrustForwarded: c.trustForwarded, Logger: log})
+	defer s.close()
+	g, err := gateway.New(c.upstream, gateway.Options{Timeout: c.upstreamTimeout, TrustForwarded: c.trustForwarded, Logger: s.log})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	verifier := auth.NewVerifier(store.AuthKeys(st))
-	guard := middleware.NewGuard(ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), ratelimit.Policy{Name: "auth_failures", Limit: 20, Window: time.Minute}, nil)
 	proxied := middleware.Chain(
-		middleware.Auth(verifier, guard),
-		middleware.RateLimit(middleware.RateLimitConfig{Store: limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
+		middleware.Auth(s.verifier, s.guard),
+		middleware.RateLimit(middleware.RateLimitConfig{Store: s.limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
 	)(g)
 	for _, m := range gatewayMethods {
-		srv.Handle(m+" /", proxied)
+		s.srv.Handle(m+" /", proxied)
 	}
 
-	log.Info("listening", "addr", l.Addr().String(), "upstream", c.upstream.String(), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
-	flushed := make(chan error, 1)
-	go func() { flushed <- verifier.Run(ctx, 10*time.Second) }()
-	err = srv.Serve(ctx, l)
-	if ferr := <-flushed; ferr != nil {
-		log.Warn("last_used_at flush failed", "err", ferr)
-	}
-	log.Info("stopped")
-	return err
+	s.log.Info("listening", "addr", s.l.Addr().String(), "upstream", c.upstream.String(), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
+	return s.serve(ctx, nil)
 }

@@ -186,78 +186,144 @@ func serveCmd(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	logs := logjson.New(e.stderr, &logjson.Options{Level: c.level, BufferSize: 32 << 10, FlushInterval: 200 * time.Millisecond})
-	defer logs.Close()
-	log := slog.New(logs)
-	if raised {
-		log.Info("GOMAXPROCS raised", "from", was, "to", minProcs)
-	}
-
-	// The address first: a start that cannot serve must not create the
-	// database or print an admin key.
-	l, err := net.Listen("tcp", c.addr)
+	maintenance := middleware.NewMaintenance(c.maintenance, time.Minute)
+	s, err := start(ctx, e, c, was, raised, startOptions{
+		successField: c.successField,
+		guards:       []middleware.Middleware{maintenance.Guard},
+		bootstrap: func(st store.Store, addr string) error {
+			return bootstrap(ctx, st, c.account, addr, e)
+		},
+	})
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	defer l.Close()
+	defer s.close()
+	api.New(api.Config{
+		Store: s.st, Verifier: s.verifier, Guard: s.guard, Logger: s.log, Maintenance: maintenance,
+		DefaultRate: c.rateDefault, MaxKeys: c.maxKeys,
+		RateLimit: middleware.RateLimit(middleware.RateLimitConfig{Store: s.limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
+		Idempotency: middleware.Idempotency(s.st, middleware.IdempotencyOptions{
+			Lease: c.idemLease, Retention: c.idemRetention, Logger: s.log,
+		}),
+	}).Routes(s.srv.Handle)
+
+	s.log.Info("listening", "addr", s.l.Addr().String(), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
+	return s.serve(ctx, func(ctx context.Context) {
+		middleware.PurgeIdempotencyKeys(ctx, s.st, time.Minute, s.log)
+	})
+}
+
+// startOptions is what differs between serve's and gateway's start.
+type startOptions struct {
+	successField bool
+	// guards run before the concurrency limit and the request deadline.
+	guards []middleware.Middleware
+	// bootstrap prints the admin key on a first start; addr is the
+	// address the listener got.
+	bootstrap func(st store.Store, addr string) error
+}
+
+// started is what serve and gateway set up alike before their routes.
+type started struct {
+	log      *slog.Logger
+	l        net.Listener
+	st       store.Store
+	srv      *server.Server
+	limiter  ratelimit.Store
+	verifier *auth.Verifier
+	guard    *middleware.Guard
+	closers  []func() error // closed in reverse order
+}
+
+// close releases what start opened, last opened first: the log last.
+func (s *started) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		_ = s.closers[i]()
+	}
+}
+
+// start does what serve and gateway do alike before their routes: the
+// log, the listener (first: a start that cannot serve must not create the
+// database or print an admin key), the store and its first-start key, the
+// server with its guards, the rate limiter, the key verifier and the guard
+// against failed authentications. On error it has closed what it opened.
+func start(ctx context.Context, e env, c serveConfig, was int, raised bool, o startOptions) (_ *started, err error) {
+	s := &started{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	logs := logjson.New(e.stderr, &logjson.Options{Level: c.level, BufferSize: 32 << 10, FlushInterval: 200 * time.Millisecond})
+	s.closers = append(s.closers, logs.Close)
+	s.log = slog.New(logs)
+	if raised {
+		s.log.Info("GOMAXPROCS raised", "from", was, "to", minProcs)
+	}
+	if s.l, err = net.Listen("tcp", c.addr); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	s.closers = append(s.closers, s.l.Close)
 	st, err := openStore(ctx, c.database)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer st.Close()
-	if err := bootstrap(ctx, st, c.account, l.Addr().String(), e); err != nil {
-		return err
+	s.st = st
+	s.closers = append(s.closers, st.Close)
+	if err := o.bootstrap(st, s.l.Addr().String()); err != nil {
+		return nil, err
 	}
 
-	maintenance := middleware.NewMaintenance(c.maintenance, time.Minute)
 	checks := map[string]server.Checker{"database": st}
-	srv := server.New(server.Config{
-		Logger:       log,
+	s.srv = server.New(server.Config{
+		Logger:       s.log,
 		BodyLimit:    c.bodyLimit,
-		SuccessField: c.successField,
+		SuccessField: o.successField,
 		Checks:       checks,
-		Guards: []middleware.Middleware{
-			maintenance.Guard,
+		Guards: append(o.guards,
 			middleware.Concurrency(c.maxConcurrency),
 			middleware.Timeout(c.requestTimeout),
-		},
+		),
 		Timeouts: server.Timeouts{Write: writeTimeout(c.requestTimeout)},
 	})
-	limiter, client, err := newLimiter(c, srv, log)
+	limiter, client, err := newLimiter(c, s.srv, s.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	s.limiter = limiter
 	if client != nil {
-		defer client.Close()
+		s.closers = append(s.closers, client.Close)
 		if c.rateFail == redisstore.FailClosed {
 			// Without Redis every API call is refused: not ready.
 			checks["redis"] = redisPing{client}
 		}
 	}
-	verifier := auth.NewVerifier(store.AuthKeys(st))
-	guard := middleware.NewGuard(ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), ratelimit.Policy{Name: "auth_failures", Limit: 20, Window: time.Minute}, nil)
-	api.New(api.Config{
-		Store: st, Verifier: verifier, Guard: guard, Logger: log, Maintenance: maintenance,
-		DefaultRate: c.rateDefault, MaxKeys: c.maxKeys,
-		RateLimit: middleware.RateLimit(middleware.RateLimitConfig{Store: limiter, Default: c.rateDefault, Headers: c.rateHeaders}),
-		Idempotency: middleware.Idempotency(st, middleware.IdempotencyOptions{
-			Lease: c.idemLease, Retention: c.idemRetention, Logger: log,
-		}),
-	}).Routes(srv.Handle)
+	s.verifier = auth.NewVerifier(store.AuthKeys(st))
+	s.guard = middleware.NewGuard(ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}), ratelimit.Policy{Name: "auth_failures", Limit: 20, Window: time.Minute}, nil)
+	return s, nil
+}
 
-	log.Info("listening", "addr", l.Addr().String(), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
+// serve runs the server until ctx ends and its requests drain, with the
+// verifier's last_used_at flusher beside it and, when bg is not nil, bg,
+// stopped once the server has.
+func (s *started) serve(ctx context.Context, bg func(ctx context.Context)) error {
 	flushed := make(chan error, 1)
-	go func() { flushed <- verifier.Run(ctx, 10*time.Second) }()
-	purgeCtx, stopPurge := context.WithCancel(ctx)
-	purged := make(chan struct{})
-	go func() { defer close(purged); middleware.PurgeIdempotencyKeys(purgeCtx, st, time.Minute, log) }()
-	err = srv.Serve(ctx, l)
-	stopPurge()
-	<-purged
+	go func() { flushed <- s.verifier.Run(ctx, 10*time.Second) }()
+	bgCtx, stopBG := context.WithCancel(ctx)
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		if bg != nil {
+			bg(bgCtx)
+		}
+	}()
+	err := s.srv.Serve(ctx, s.l)
+	stopBG()
+	<-bgDone
 	if ferr := <-flushed; ferr != nil {
-		log.Warn("last_used_at flush failed", "err", ferr)
+		s.log.Warn("last_used_at flush failed", "err", ferr)
 	}
-	log.Info("stopped")
+	s.log.Info("stopped")
 	return err
 }
 
