@@ -21,43 +21,10 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/testenv"
 )
 
-// runGateway runs gateway with args on addr, waits until /healthz
-// answers, and returns what it printed on stdout and on stderr (the
-// log), and a function that stops it and returns its error.
+// runGateway runs gateway with args on addr: see runCommand.
 func runGateway(t *testing.T, addr string, args ...string) (out, logs *testenv.Buffer, stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	out, logs = &testenv.Buffer{}, &testenv.Buffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"gateway", "--addr", addr}, args...), envOf(nil), out, logs)
-	}()
-	for i := 0; ; i++ {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 500 {
-			cancel()
-			t.Fatal("gateway did not start")
-		}
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("gateway exited: %v\n%s", err, logs.Tail(2000))
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	var once atomic.Bool
-	stop = func() error {
-		if !once.CompareAndSwap(false, true) {
-			return nil
-		}
-		cancel()
-		return <-done
-	}
-	t.Cleanup(func() { stop() })
-	return out, logs, stop
+	return runCommand(t, "gateway", addr, args...)
 }
 
 // TestGateway runs the gateway command end to end against an upstream on

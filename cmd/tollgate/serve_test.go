@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,11 +34,21 @@ func startServe(t *testing.T, args ...string) (addr, key string) {
 // returns its error.
 func runServe(t *testing.T, addr string, args ...string) (out *testenv.Buffer, stop func() error) {
 	t.Helper()
+	out, _, stop = runCommand(t, "serve", addr, args...)
+	return out, stop
+}
+
+// runCommand runs command (serve or gateway) with args on addr until the
+// test ends, waits until /healthz answers, and returns what it printed on
+// stdout and on stderr (the log), and a function that stops it and
+// returns its error (nil after the first call).
+func runCommand(t *testing.T, command, addr string, args ...string) (out, logs *testenv.Buffer, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out = &testenv.Buffer{}
+	out, logs = &testenv.Buffer{}, &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--addr", addr}, args...), envOf(nil), out, io.Discard)
+		done <- run(ctx, append([]string{command, "--addr", addr}, args...), envOf(nil), out, logs)
 	}()
 	for i := 0; ; i++ {
 		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
@@ -46,16 +57,25 @@ func runServe(t *testing.T, addr string, args ...string) (out *testenv.Buffer, s
 		}
 		if i > 500 {
 			cancel()
-			t.Fatal("server did not start")
+			t.Fatalf("%s did not start", command)
 		}
 		select {
 		case err := <-done:
 			cancel()
-			t.Fatalf("serve exited: %v", err)
+			t.Fatalf("%s exited: %v\n%s", command, err, logs.Tail(2000))
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return out, func() error { cancel(); return <-done }
+	var once atomic.Bool
+	stop = func() error {
+		if !once.CompareAndSwap(false, true) {
+			return nil
+		}
+		cancel()
+		return <-done
+	}
+	t.Cleanup(func() { stop() })
+	return out, logs, stop
 }
 
 // TestReadyzRedis: with --rate-fail closed, an unreachable Redis refuses
