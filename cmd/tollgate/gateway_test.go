@@ -186,7 +186,11 @@ func TestGatewayUsage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "never.db")
 			var out, stderr bytes.Buffer
-			err := run(context.Background(), append([]string{"gateway", "--addr", "127.0.0.1:0", "--database", db}, tt.args...), envOf(tt.env), &out, &stderr)
+			// Cancelled: a start that wrongly passes the checks stops at
+			// once and fails the test, instead of serving until it times out.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			err := run(ctx, append([]string{"gateway", "--addr", "127.0.0.1:0", "--database", db}, tt.args...), envOf(tt.env), &out, &stderr)
 			if exitCode(err) != 2 || !strings.Contains(stderr.String(), tt.msg) {
 				t.Errorf("exit %d, stderr %q; want 2 naming %q", exitCode(err), stderr.String(), tt.msg)
 			}
