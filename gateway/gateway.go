@@ -82,10 +82,11 @@
 //     these cannot be forged through the gateway. The upstream may trust
 //     them only if nothing but the gateway can reach it.
 //   - X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Proto describe the
-//     connection the gateway received; the client's own (and Forwarded)
-//     are dropped, unless Options.TrustForwarded, for a gateway behind a
-//     proxy of its own: then they are kept and the peer's address is
-//     appended to X-Forwarded-For.
+//     connection the gateway received; the client's own, Forwarded and
+//     every other X-Forwarded-* (-Port, -Prefix, ...) are dropped. With
+//     Options.TrustForwarded, for a gateway behind a proxy of its own,
+//     the client's -For, -Host and -Proto are kept and the peer's address
+//     is appended to X-Forwarded-For.
 //
 // A Gateway is safe for concurrent use.
 package gateway
@@ -294,7 +295,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		n := strings.ReplaceAll(k, "_", "-")
 		if strings.EqualFold(n, "Authorization") || strings.EqualFold(n, "X-Api-Key") ||
 			strings.EqualFold(n, apierror.HeaderRequestID) || hasPrefixFold(n, identityPrefix) ||
-			n != k && (strings.EqualFold(n, "Forwarded") || hasPrefixFold(n, "X-Forwarded-")) {
+			strings.EqualFold(n, "Forwarded") || hasPrefixFold(n, "X-Forwarded-") {
+			// Every forwarding header the client sent, in any spelling:
+			// X-Forwarded-Port or -Prefix would tell the upstream where
+			// the request came from as much as -For does. TrustForwarded
+			// puts back -For, -Host and -Proto below.
 			delete(h, k)
 		}
 	}

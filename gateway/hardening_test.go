@@ -103,6 +103,7 @@ func TestUnderscoreHeadersRemoved(t *testing.T) {
 	fmt.Fprintf(c, "GET /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer %s\r\n"+
 		"X_Tollgate_Account: acc_evil\r\nx-tollgate_scopes: admin:write\r\nX_API_KEY: %s\r\n"+
 		"X_Request_Id: forged\r\nX_Forwarded_For: 203.0.113.9\r\nx_forwarded-host: evil.example\r\n"+
+		"X-Forwarded-Port: 2\r\nX-Forwarded-Prefix: /evil\r\nx-forwarded-ssl: on\r\n"+
 		"X_Custom: kept\r\nConnection: close\r\n\r\n", h.key, h.key)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -117,6 +118,11 @@ func TestUnderscoreHeadersRemoved(t *testing.T) {
 		n := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
 		if n != strings.ToLower(k) && n != "x-custom" {
 			t.Errorf("upstream received %s: %q", k, v)
+		}
+	}
+	for _, k := range []string{"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl"} {
+		if v := got.Values(k); len(v) > 0 {
+			t.Errorf("upstream received the client's %s: %q", k, v)
 		}
 	}
 	if got.Get("X_custom") != "kept" {
