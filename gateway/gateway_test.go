@@ -341,7 +341,7 @@ func TestUpstreamErrors(t *testing.T) {
 		{"429 in plain text keeps Retry-After and the rate-limit headers", 429,
 			http.Header{"Retry-After": {"7"}, "X-Ratelimit-Limit": {"10"}, "X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"1900000000"}, "Ratelimit-Policy": {`"up";q=10;w=60`}, "Set-Cookie": {"a=b"}},
 			[]byte("Too Many Requests"),
-			want{status: 429, code: apierror.RateLimited, upstream: 429.0, details: map[string]any{"retry_after": 7.0, "policy": "upstream"},
+			want{status: 429, code: apierror.RateLimited, upstream: 429.0, details: map[string]any{"retry_after": 7.0, "policy": "upstream", "limit": 10.0, "window": "1m"},
 				headers: map[string]string{"Retry-After": "7", "X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1900000000", "RateLimit-Policy": `"up";q=10;w=60`, "Set-Cookie": ""}}},
 		{"Retry-After as an HTTP date", 503, http.Header{"Retry-After": {time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}}, nil,
 			want{status: 503, code: apierror.ServiceUnavailable, upstream: 503.0}},

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/apierror"
+	"github.com/tollgate-dev/tollgate/ratelimit"
 )
 
 // upstreamError carries the answer that replaces an upstream error
@@ -101,7 +103,15 @@ func replacement(res *http.Response) *apierror.Error {
 	case apierror.ServiceUnavailable:
 		e.With("reason", "upstream_unavailable")
 	case apierror.RateLimited:
+		// The contract's limit and window, as far as the upstream told
+		// them: X-RateLimit-Limit, and the w= of a single RateLimit-Policy.
 		e.With("policy", "upstream")
+		if rl, ok := apierror.ParseRateLimit(res.Header); ok && rl.Limit > 0 {
+			e.With("limit", rl.Limit)
+		}
+		if w, ok := policyWindow(res.Header.Values("Ratelimit-Policy")); ok {
+			e.With("window", ratelimit.FormatWindow(w))
+		}
 	case apierror.MethodNotAllowed:
 		if allow := res.Header.Values("Allow"); len(allow) > 0 {
 			var allowed []string
@@ -116,6 +126,24 @@ func replacement(res *http.Response) *apierror.Error {
 		}
 	}
 	return e
+}
+
+// policyWindow returns the window (w=, in seconds) of an IETF
+// RateLimit-Policy header that names exactly one policy.
+func policyWindow(vals []string) (time.Duration, bool) {
+	if len(vals) != 1 || strings.Contains(vals[0], ",") {
+		return 0, false
+	}
+	for p := range strings.SplitSeq(vals[0], ";") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(p), "w="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 || n > 1<<31 {
+				return 0, false
+			}
+			return time.Duration(n) * time.Second, true
+		}
+	}
+	return 0, false
 }
 
 // isRateHeader reports whether the header named k (canonical) is a
