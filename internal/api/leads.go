@@ -86,8 +86,9 @@ func NormalizePhone(phone string) (e164 string, ok bool) {
 // address it parses to (so no display name, comments, quoting or
 // surrounding space), with a domain of at least two dot-separated labels
 // of letters, digits and inner hyphens (non-ASCII letters, their combining
-// marks and digits allowed; no other non-ASCII character, such as a space
-// or a control), and no IP literal.
+// marks and digits allowed, and the few punctuation marks IDNA2008 allows
+// in their context, see contextO; no other non-ASCII character, such as a
+// space or a control), and no IP literal.
 //
 // No validation library is used: the popular ones either pull in a large
 // dependency for one regular expression or probe DNS and SMTP, which do
@@ -110,14 +111,39 @@ func ValidEmail(s string) bool {
 		if l == "" || l[0] == '-' || l[len(l)-1] == '-' {
 			return false
 		}
-		for _, c := range l {
+		rs := []rune(l)
+		for i, c := range rs {
 			if c < utf8.RuneSelf && !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') ||
-				c >= utf8.RuneSelf && !unicode.IsLetter(c) && !unicode.IsMark(c) && !unicode.IsDigit(c) {
+				c >= utf8.RuneSelf && !unicode.IsLetter(c) && !unicode.IsMark(c) && !unicode.IsDigit(c) && !contextO(rs, i) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// contextO reports whether label[i] is one of the punctuation marks
+// IDNA2008 allows in a label, in the context it allows it (RFC 5892,
+// Appendix A.3–A.7): a middle dot between two l (Catalan "l·l"), a Greek
+// keraia before a Greek letter, a Hebrew geresh or gershayim after a
+// Hebrew letter, a katakana middle dot in a label with hiragana, katakana
+// or han.
+func contextO(label []rune, i int) bool {
+	switch label[i] {
+	case '\u00b7':
+		return i > 0 && i < len(label)-1 && (label[i-1] == 'l' || label[i-1] == 'L') && (label[i+1] == 'l' || label[i+1] == 'L')
+	case '\u0375':
+		return i < len(label)-1 && unicode.Is(unicode.Greek, label[i+1])
+	case '\u05f3', '\u05f4':
+		return i > 0 && unicode.Is(unicode.Hebrew, label[i-1])
+	case '\u30fb':
+		for _, c := range label {
+			if c != '\u30fb' && (unicode.In(c, unicode.Hiragana, unicode.Katakana, unicode.Han)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // leadInput is the body of POST /v1/leads and PATCH /v1/leads/{id}.

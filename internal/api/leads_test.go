@@ -84,6 +84,18 @@ func TestValidEmail(t *testing.T) {
 		{"no-break space in domain", "ada@example.\u00a0com", false},
 		{"zero-width space in domain", "ada@exam\u200bple.com", false},
 		{"line separator in domain", "ada@example.co\u2028m", false},
+		// IDNA2008 (RFC 5892 Appendix A) allows a few punctuation marks in
+		// a label, each in its context: they are valid domains.
+		{"punycode domain", "ada@xn--mnchen-3ya.de", true},
+		{"catalan middle dot between l and l", "ada@col\u00b7legi.cat", true},
+		{"middle dot elsewhere", "ada@co\u00b7legi.cat", false},
+		{"middle dot at the end", "ada@col\u00b7.cat", false},
+		{"katakana middle dot with katakana", "ada@\u30c9\u30e1\u30a4\u30f3\u30fb\u30c6\u30b9\u30c8.jp", true},
+		{"katakana middle dot without kana or han", "ada@abc\u30fbdef.jp", false},
+		{"hebrew geresh after hebrew", "ada@\u05d0\u05f3\u05d1.il", true},
+		{"hebrew geresh after latin", "ada@a\u05f3b.il", false},
+		{"greek keraia before greek", "ada@\u03b1\u0375\u03b2.gr", true},
+		{"greek keraia before latin", "ada@\u03b1\u0375b.gr", false},
 		{"quoted local part", `"ada lovelace"@example.com`, false},
 		{"comment", "ada@example.com (Ada)", false},
 		{"empty local part", "@example.com", false},
