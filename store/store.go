@@ -163,6 +163,15 @@ type Keys interface {
 	// or expired key is ErrConflict. It returns the new key and the old key
 	// as updated.
 	RotateKey(ctx context.Context, accountID, id string, next APIKey, overlap time.Duration) (created, old APIKey, err error)
+	// RotateKeyCapped is RotateKey refusing, with a *LimitError, an
+	// overlap (overlap > 0, while the old key is still live) when the
+	// account's other live keys, the old key aside, already number max:
+	// a rotation that ends the old key at once is never refused, and one
+	// with an overlap takes the account to at most max+1 live keys until
+	// the overlap ends, never further by rotating again. max ≤ 0 means no
+	// cap. As for CreateKeyCapped, the count is taken under the lock of
+	// the account's key inserts.
+	RotateKeyCapped(ctx context.Context, accountID, id string, next APIKey, overlap time.Duration, max int) (created, old APIKey, err error)
 	// TouchKeys sets LastUsedAt of each key in used (ID → time), in one
 	// batch, never moving it backwards. Unknown IDs are ignored.
 	TouchKeys(ctx context.Context, used map[string]time.Time) error

@@ -113,12 +113,12 @@ func validation(errs []apierror.FieldError) *apierror.Error {
 // CreateKey makes a new live key for accountID from a validated request
 // and stores its hash. The secret is returned this once.
 func CreateKey(ctx context.Context, keys store.Keys, accountID string, req KeyRequest) (CreatedKey, error) {
-	return createKey(ctx, keys, accountID, req, 0)
+	return createKeyCapped(ctx, keys, accountID, req, 0)
 }
 
-// createKey is CreateKey refusing with store.ErrLimit when the account
+// createKeyCapped is CreateKey refusing with store.ErrLimit when the account
 // already has max live keys (no cap when max ≤ 0).
-func createKey(ctx context.Context, keys store.Keys, accountID string, req KeyRequest, max int) (CreatedKey, error) {
+func createKeyCapped(ctx context.Context, keys store.Keys, accountID string, req KeyRequest, max int) (CreatedKey, error) {
 	secret, err := auth.NewKey(true)
 	if err != nil {
 		return CreatedKey{}, fmt.Errorf("api: create key: %w", err)
@@ -144,11 +144,24 @@ func createKey(ctx context.Context, keys store.Keys, accountID string, req KeyRe
 // RotateKey replaces key id of accountID with a new secret; the old key
 // keeps working for overlap.
 func RotateKey(ctx context.Context, keys store.Keys, accountID, id string, overlap time.Duration) (CreatedKey, error) {
+	return rotateKeyCapped(ctx, keys, accountID, id, overlap, 0)
+}
+
+// rotateKeyCapped is RotateKey refusing an overlap with store.ErrLimit when the
+// account's other live keys already number max (no cap when max ≤ 0; see
+// store.Keys.RotateKeyCapped).
+func rotateKeyCapped(ctx context.Context, keys store.Keys, accountID, id string, overlap time.Duration, max int) (CreatedKey, error) {
 	secret, err := auth.NewKey(true)
 	if err != nil {
 		return CreatedKey{}, fmt.Errorf("api: rotate key: %w", err)
 	}
-	created, old, err := keys.RotateKey(ctx, accountID, id, store.APIKey{Start: auth.Start(secret), Hash: auth.Hash(secret)}, overlap)
+	next := store.APIKey{Start: auth.Start(secret), Hash: auth.Hash(secret)}
+	var created, old store.APIKey
+	if max > 0 {
+		created, old, err = keys.RotateKeyCapped(ctx, accountID, id, next, overlap, max)
+	} else {
+		created, old, err = keys.RotateKey(ctx, accountID, id, next, overlap)
+	}
 	if err != nil {
 		return CreatedKey{}, fmt.Errorf("api: rotate key: %w", err)
 	}
@@ -183,7 +196,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, r, err)
 		return
 	}
-	ck, err := createKey(r.Context(), a.cfg.Store, p.AccountID, req, a.cfg.MaxKeys)
+	ck, err := createKeyCapped(r.Context(), a.cfg.Store, p.AccountID, req, a.cfg.MaxKeys)
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
 		return
@@ -264,7 +277,7 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, r, err)
 		return
 	}
-	ck, err := RotateKey(r.Context(), a.cfg.Store, caller.AccountID, target.ID, overlap)
+	ck, err := rotateKeyCapped(r.Context(), a.cfg.Store, caller.AccountID, target.ID, overlap, a.cfg.MaxKeys)
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
 		return

@@ -242,7 +242,9 @@ func TestKeysCap(t *testing.T) {
 		}
 		last = body[api.CreatedKey](t, w).ID
 	}
+	spec := loadContract(t) // the 422s below must match the published document
 	w := e.do("POST", "/v1/keys", `{"name":"one too many","scopes":["leads:read"]}`, admin...)
+	spec.checkRecorder(t, httptest.NewRequest("POST", "/v1/keys", nil), w)
 	got := decode(t, w)
 	if w.Code != 422 || got.Code != apierror.Unprocessable || got.Details["reason"] != "key_limit" ||
 		got.Details["limit"] != float64(api.DefaultMaxKeys) || got.Details["resource"] != "key" {
@@ -251,14 +253,27 @@ func TestKeysCap(t *testing.T) {
 	if !strings.Contains(got.Message, "revoke one") {
 		t.Errorf("message %q does not say what to do", got.Message)
 	}
-	if w := e.do("POST", "/v1/keys/"+last+"/rotate", `{"overlap":"1h"}`, admin...); w.Code != 201 {
-		t.Errorf("rotate at the cap = %d, want 201 (rotation is not capped): %s", w.Code, w.Body)
+	w = e.do("POST", "/v1/keys/"+last+"/rotate", `{"overlap":"1h"}`, admin...)
+	if w.Code != 201 {
+		t.Fatalf("rotate at the cap = %d, want 201 (one overlap is allowed): %s", w.Code, w.Body)
+	}
+	successor := body[api.CreatedKey](t, w).ID
+	// Rotating again with an overlap would pile up live keys: refused,
+	// and allowed without one.
+	w = e.do("POST", "/v1/keys/"+successor+"/rotate", `{"overlap":"1h"}`, admin...)
+	spec.checkRecorder(t, httptest.NewRequest("POST", "/v1/keys/"+successor+"/rotate", nil), w)
+	if got := decode(t, w); w.Code != 422 || got.Details["reason"] != "key_limit" || got.Details["limit"] != float64(api.DefaultMaxKeys) {
+		t.Errorf("second rotation with an overlap past the cap = %d: %s", w.Code, w.Body)
+	}
+	w = e.do("POST", "/v1/keys/"+successor+"/rotate", `{"overlap":"0s"}`, admin...)
+	if w.Code != 201 {
+		t.Fatalf("rotation without an overlap past the cap = %d, want 201: %s", w.Code, w.Body)
 	}
 	if w := e.do("DELETE", "/v1/keys/"+last, "", admin...); w.Code != 204 {
 		t.Fatalf("revoke = %d: %s", w.Code, w.Body)
 	}
-	// The rotation's overlap still counts the old key until it ends, so
-	// revoking it leaves the successor live: still at the cap.
+	// The first rotation's overlap still counts the old key until it
+	// ends, so revoking it leaves the successor live: still at the cap.
 	if w := e.do("POST", "/v1/keys", `{"name":"k","scopes":["leads:read"]}`, admin...); w.Code != 422 {
 		t.Errorf("create after revoking the rotated key = %d, want 422 (its successor is live): %s", w.Code, w.Body)
 	}

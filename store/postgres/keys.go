@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -129,6 +130,18 @@ func (db *DB) RevokeKey(ctx context.Context, accountID, id string, at time.Time)
 // UPDATE) for the transaction, so concurrent rotations of one key queue.
 // The transaction is READ COMMITTED for insertKey (see inIDTx).
 func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.APIKey, overlap time.Duration) (created, old store.APIKey, err error) {
+	return db.RotateKeyCapped(ctx, accountID, id, next, overlap, 0)
+}
+
+// RotateKeyCapped implements store.Keys.
+func (db *DB) RotateKeyCapped(ctx context.Context, accountID, id string, next store.APIKey, overlap time.Duration, max int) (created, old store.APIKey, err error) {
+	// The old key's expiry is set before the count: with an overlap it
+	// is still live and counted, so max+1 live keys in all means the
+	// other live keys already number max.
+	capped := 0
+	if max > 0 && overlap > 0 {
+		capped = max + 1
+	}
 	err = db.inIDTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		old, err = scanKey(tx.QueryRow(ctx,
@@ -145,7 +158,10 @@ func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.AP
 		}
 		rotated := store.RotatedKey(old, next) // before old's expiry changes: it inherits the original
 		old.ExpiresAt = &exp
-		created, err = db.insertKey(ctx, tx, rotated, 0)
+		created, err = db.insertKey(ctx, tx, rotated, capped)
+		if le := (*store.LimitError)(nil); errors.As(err, &le) {
+			le.Limit = max // the cap, not the count that enforces it
+		}
 		return err
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -139,6 +140,18 @@ func (db *DB) RevokeKey(ctx context.Context, accountID, id string, at time.Time)
 
 // RotateKey implements store.Keys.
 func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.APIKey, overlap time.Duration) (created, old store.APIKey, err error) {
+	return db.RotateKeyCapped(ctx, accountID, id, next, overlap, 0)
+}
+
+// RotateKeyCapped implements store.Keys.
+func (db *DB) RotateKeyCapped(ctx context.Context, accountID, id string, next store.APIKey, overlap time.Duration, max int) (created, old store.APIKey, err error) {
+	// The old key's expiry is set before the count: with an overlap it
+	// is still live and counted, so max+1 live keys in all means the
+	// other live keys already number max.
+	capped := 0
+	if max > 0 && overlap > 0 {
+		capped = max + 1
+	}
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		old, err = scanKey(tx.QueryRowContext(ctx, `SELECT `+keyCols+` FROM api_keys WHERE account_id = ? AND id = ?`, accountID, id))
@@ -155,7 +168,10 @@ func (db *DB) RotateKey(ctx context.Context, accountID, id string, next store.AP
 		}
 		rotated := store.RotatedKey(old, next) // before old's expiry changes: it inherits the original
 		old.ExpiresAt = &exp
-		created, err = db.insertKey(ctx, tx, rotated, 0)
+		created, err = db.insertKey(ctx, tx, rotated, capped)
+		if le := (*store.LimitError)(nil); errors.As(err, &le) {
+			le.Limit = max // the cap, not the count that enforces it
+		}
 		return err
 	})
 	if err != nil {

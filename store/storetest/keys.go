@@ -531,3 +531,49 @@ func testCreateKeyCapped(t *testing.T, h Harness) {
 		}
 	})
 }
+
+// testRotateKeyCapped checks that a rotation with an overlap counts
+// against the cap (the account's other live keys must be fewer than
+// max), so that rotating again and again cannot pile up live keys, while
+// a rotation that ends the old key at once is never refused.
+func testRotateKeyCapped(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	acme := e.account(t, "acme")
+	const max = 3
+	var ids []string
+	for range max {
+		_, k := e.key(t, acme.ID)
+		ids = append(ids, k.ID)
+	}
+	rotate := func(id string, overlap time.Duration) (store.APIKey, error) {
+		_, next := newSecret(t, acme.ID)
+		created, _, err := e.s.RotateKeyCapped(e.ctx, acme.ID, id, next, overlap, max)
+		return created, err
+	}
+	// At the cap, one rotation with an overlap: two other live keys.
+	first, err := rotate(ids[0], time.Hour)
+	wantErr(t, "RotateKeyCapped at the cap, with an overlap", err, nil)
+	// Again, on its successor: the other live keys are now three.
+	_, err = rotate(first.ID, time.Hour)
+	wantErr(t, "RotateKeyCapped again, with an overlap", err, store.ErrLimit)
+	var le *store.LimitError
+	if !errors.As(err, &le) || le.Limit != max || le.Resource != "key" {
+		t.Errorf("RotateKeyCapped past the cap: %#v, want a *LimitError for %d keys", err, max)
+	}
+	// Ending the old key at once is never refused.
+	second, err := rotate(first.ID, 0)
+	wantErr(t, "RotateKeyCapped past the cap, no overlap", err, nil)
+	// No cap.
+	_, err = rotate(second.ID, time.Hour)
+	wantErr(t, "RotateKeyCapped again, with an overlap", err, store.ErrLimit)
+	_, next := newSecret(t, acme.ID)
+	_, _, err = e.s.RotateKeyCapped(e.ctx, acme.ID, second.ID, next, time.Hour, 0)
+	wantErr(t, "RotateKeyCapped(max 0)", err, nil)
+	// Once the first overlap ends, room again.
+	e.clock.Add(time.Hour)
+	if _, err := e.s.RevokeKey(e.ctx, acme.ID, second.ID, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rotate(ids[1], time.Hour)
+	wantErr(t, "RotateKeyCapped after the overlap ended", err, nil)
+}

@@ -35,6 +35,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("RevokeKey", func(t *testing.T) { t.Parallel(); testRevokeKey(t, h) })
 	t.Run("RotateKey", func(t *testing.T) { t.Parallel(); testRotateKey(t, h) })
 	t.Run("CreateKeyCapped", func(t *testing.T) { t.Parallel(); testCreateKeyCapped(t, h) })
+	t.Run("RotateKeyCapped", func(t *testing.T) { t.Parallel(); testRotateKeyCapped(t, h) })
 	t.Run("TouchKeys", func(t *testing.T) { t.Parallel(); testTouchKeys(t, h) })
 	t.Run("AuthKeys", func(t *testing.T) { t.Parallel(); testAuthKeys(t, h) })
 	t.Run("NoSecretsAtRest", func(t *testing.T) { t.Parallel(); testNoSecretsAtRest(t, h) })
