@@ -49,8 +49,10 @@
 //     INVALID_REQUEST and any other status outside it (501, 505, 5xx,
 //     600–999) 502 BAD_GATEWAY, so the status always matches the code.
 //     The upstream's Retry-After becomes details.retry_after and
-//     Retry-After in whole seconds; 429 and 503 always carry one (1 s when
-//     the upstream gave none). A 405's Allow is kept and becomes
+//     Retry-After in whole seconds; 429 and 503 always carry one (without
+//     a Retry-After, the time to the upstream's X-RateLimit-Reset when its
+//     X-RateLimit-Remaining is 0 or absent, else 1 s). A 405's Allow is
+//     kept and becomes
 //     details.allowed. Of the upstream's other headers only the
 //     rate-limit ones are kept (X-RateLimit-*, RateLimit, RateLimit-*);
 //     the rest described the body that was replaced.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,6 +32,15 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 			delete(res.Header, k) // the gateway's id is on the response
 		}
 	}
+	// The wait a 429 or 503 without Retry-After gets: the upstream's
+	// X-RateLimit-Reset when it names one, else 1 s. Read before the merge
+	// below, which may drop the upstream's rate-limit headers.
+	wait := time.Second
+	if res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable {
+		if d, ok := resetWait(res.Header, time.Now()); ok {
+			wait = d
+		}
+	}
 	if ex != nil {
 		mergeRateHeaders(ex.w.Header(), res.Header)
 	}
@@ -49,7 +59,24 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 		res.Body = io.NopCloser(bytes.NewReader(data))
 		return nil
 	}
-	return &upstreamError{replacement(res)}
+	return &upstreamError{replacement(res, wait)}
+}
+
+// resetWait returns the wait until the X-RateLimit-Reset of h when its
+// X-RateLimit-Remaining is 0 or absent and the reset is ahead of now (the
+// rule clients apply to it), clamped to 2^31 s.
+func resetWait(h http.Header, now time.Time) (time.Duration, bool) {
+	if rem := strings.TrimSpace(h.Get("X-RateLimit-Remaining")); rem != "" && rem != "0" {
+		return 0, false
+	}
+	reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-RateLimit-Reset")), 10, 64)
+	if (err != nil && !errors.Is(err, strconv.ErrRange)) || reset <= now.Unix() {
+		return 0, false
+	}
+	if reset-now.Unix() > 1<<31 {
+		return 1 << 31 * time.Second, true
+	}
+	return time.Unix(reset, 0).Sub(now), true
 }
 
 // isContract reports whether body, the whole error body of res, is the
@@ -75,8 +102,8 @@ func isContract(res *http.Response, body []byte) bool {
 }
 
 // replacement is the envelope that replaces res, an upstream error whose
-// body is not the contract's.
-func replacement(res *http.Response) *apierror.Error {
+// body is not the contract's. A 429 or 503 without Retry-After gets wait.
+func replacement(res *http.Response, wait time.Duration) *apierror.Error {
 	status := res.StatusCode
 	code := apierror.CodeForStatus(status)
 	switch {
@@ -97,7 +124,7 @@ func replacement(res *http.Response) *apierror.Error {
 	if d, ok := apierror.ParseRetryAfter(res.Header, time.Now()); ok {
 		e.WithRetryAfter(d)
 	} else if code == apierror.RateLimited || code == apierror.ServiceUnavailable {
-		e.WithRetryAfter(time.Second) // the contract: 429 and 503 carry one
+		e.WithRetryAfter(wait) // the contract: 429 and 503 carry one
 	}
 	switch code {
 	case apierror.ServiceUnavailable:
