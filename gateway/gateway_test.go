@@ -736,7 +736,13 @@ func TestClientGone(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	h := newHarness(t, up, gateway.Options{})
 	ctx, cancel := context.WithCancel(t.Context())
-	go func() { <-arrived; cancel() }()
+	go func() {
+		select {
+		case <-arrived:
+			cancel()
+		case <-ctx.Done(): // the upstream was never reached: ends with the test
+		}
+	}()
 	req := httptest.NewRequestWithContext(ctx, "GET", "/v1/things", nil)
 	req.Header.Set("Authorization", "Bearer "+h.key)
 	h.handler.ServeHTTP(httptest.NewRecorder(), req)

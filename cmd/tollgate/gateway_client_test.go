@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/client"
 	"github.com/tollgate-dev/tollgate/internal/api"
 )
@@ -292,17 +293,23 @@ func TestClientThroughGateway(t *testing.T) {
 	// contract's order puts that reset before backoff, so the client must
 	// wait for it, not for a Retry-After of 1 s the gateway made up.
 	t.Run("429 with only X-RateLimit-Reset", func(t *testing.T) {
-		resetAt := time.Now().Add(5 * time.Second)
+		// 20 s ahead (within the client's MaxWait of 30 s): far from the
+		// made-up 1 s however slow the machine is.
+		resetAt := time.Unix(time.Now().Add(20*time.Second).Unix(), 0)
 		reset := strconv.FormatInt(resetAt.Unix(), 10)
 		up.script("/sdk/reset", html(429, "X-RateLimit-Limit", "10", "X-RateLimit-Remaining", "0", "X-RateLimit-Reset", reset), okJSON(`{}`))
 		c, clk := sdk(t, base, key)
+		before := time.Now()
 		resp, err := c.Do(ctx, "GET", "/sdk/reset", nil)
+		after := time.Now()
 		if err != nil {
 			t.Fatalf("Do: %v", err)
 		}
-		// The reset is in whole seconds, 4 to 5 s ahead of start, and
-		// Retry-After is whole seconds rounded up: 4 or 5 s.
-		lo, hi := secs(4), secs(5)
+		// The gateway read its clock between before and after, and
+		// Retry-After is the time left to the reset rounded up to whole
+		// seconds: bounds from the clock readings, not from a guess at
+		// how long the call took.
+		lo, hi := secs(apierror.RetrySeconds(resetAt.Sub(after))), secs(apierror.RetrySeconds(resetAt.Sub(before)))
 		if resp.Attempts != 2 || len(clk.sleeps) != 1 || clk.sleeps[0] < lo || clk.sleeps[0] > hi {
 			t.Errorf("%d attempts, waits %v; want 2 attempts after one wait until the upstream's reset (%v to %v)", resp.Attempts, clk.sleeps, lo, hi)
 		}

@@ -563,9 +563,10 @@ func testRotateKeyCapped(t *testing.T, h Harness) {
 	// Ending the old key at once is never refused.
 	second, err := rotate(first.ID, 0)
 	wantErr(t, "RotateKeyCapped past the cap, no overlap", err, nil)
-	// No cap.
+	// Its successor, with an overlap: still past the cap.
 	_, err = rotate(second.ID, time.Hour)
-	wantErr(t, "RotateKeyCapped again, with an overlap", err, store.ErrLimit)
+	wantErr(t, "RotateKeyCapped of the successor, with an overlap", err, store.ErrLimit)
+	// No cap.
 	_, next := newSecret(t, acme.ID)
 	_, _, err = e.s.RotateKeyCapped(e.ctx, acme.ID, second.ID, next, time.Hour, 0)
 	wantErr(t, "RotateKeyCapped(max 0)", err, nil)
