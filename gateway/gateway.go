@@ -94,9 +94,12 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -154,9 +157,10 @@ type Options struct {
 	// when the gateway is reachable solely through a proxy that sets
 	// them; otherwise a client could claim any address.
 	TrustForwarded bool
-	// Logger receives ReverseProxy's own messages (a body copy that
-	// failed) at WARN; nil discards them. Failures answered with an error
-	// are logged by middleware.Logger, with their cause.
+	// Logger receives, at WARN, why a streaming 1xx–3xx body failed
+	// ("upstream body failed", with request_id and error) and
+	// ReverseProxy's other messages; nil discards them. Failures answered
+	// with an error are logged by middleware.Logger, with their cause.
 	Logger *slog.Logger
 }
 
@@ -169,6 +173,7 @@ type Gateway struct {
 	trust    bool
 	proxy    *httputil.ReverseProxy
 	h        http.Handler
+	log      *slog.Logger
 }
 
 // New returns a Gateway to upstream, an absolute http or https URL with a
@@ -190,13 +195,15 @@ func New(upstream *url.URL, opts Options) (*Gateway, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	u := *upstream
-	g := &Gateway{upstream: &u, timeout: opts.Timeout, trust: opts.TrustForwarded}
+	g := &Gateway{upstream: &u, timeout: opts.Timeout, trust: opts.TrustForwarded, log: opts.Logger}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
 		Transport:      &headerTimeout{next: opts.Transport, d: opts.Timeout},
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.fail,
-		ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		// Without the body-copy read errors: serve logs those itself, with
+		// the request id.
+		ErrorLog: log.New(copyErrorFilter{slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn).Writer()}, "", 0),
 	}
 	// Inside a chain that ran RequestID this only sets the header again;
 	// alone, it gives each request its id.
@@ -228,20 +235,43 @@ func checkUpstream(u *url.URL) error {
 	case u == nil:
 		return errors.New("gateway: upstream: no URL")
 	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("gateway: upstream %q: scheme must be http or https", u.Redacted())
+		return fmt.Errorf("gateway: upstream %q: scheme must be http or https", Redacted(u))
 	case u.Opaque != "" || u.Hostname() == "":
-		return fmt.Errorf("gateway: upstream %q: no host", u.Redacted())
+		return fmt.Errorf("gateway: upstream %q: no host", Redacted(u))
 	case u.User != nil:
-		return fmt.Errorf("gateway: upstream %q: user information is not supported", u.Redacted())
+		return fmt.Errorf("gateway: upstream %q: user information is not supported", Redacted(u))
 	case u.Fragment != "":
-		return fmt.Errorf("gateway: upstream %q: a fragment is not allowed", u.Redacted())
+		return fmt.Errorf("gateway: upstream %q: a fragment is not allowed", Redacted(u))
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("gateway: upstream %q: port must be 1 to 65535", u.Redacted())
+			return fmt.Errorf("gateway: upstream %q: port must be 1 to 65535", Redacted(u))
 		}
 	}
 	return nil
+}
+
+// Redacted returns u as text for logs and error messages: its password
+// (if any) and the value of every query parameter replaced by "xxxxx". An
+// upstream's query is added to every request, and often is a token the
+// upstream checks.
+func Redacted(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	c := *u
+	if c.RawQuery != "" {
+		params := strings.Split(c.RawQuery, "&")
+		for i, p := range params {
+			if k, _, ok := strings.Cut(p, "="); ok {
+				params[i] = k + "=xxxxx"
+			} else if p != "" {
+				params[i] = "xxxxx" // a bare value may be the token itself
+			}
+		}
+		c.RawQuery = strings.Join(params, "&")
+	}
+	return c.Redacted()
 }
 
 // ServeHTTP proxies r to the upstream.
@@ -251,9 +281,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.h.ServeH
 // the gateway received it, its ResponseWriter, and the time the upstream
 // was given.
 type exchange struct {
-	in     *http.Request
-	w      http.ResponseWriter
-	budget time.Duration // for details.timeout_ms when the deadline ends it
+	in      *http.Request
+	w       http.ResponseWriter
+	budget  time.Duration // for details.timeout_ms when the deadline ends it
+	bodyErr error         // the first error reading a 1xx–3xx body from the upstream
 }
 
 type exchangeKey struct{}
@@ -280,6 +311,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler && clientGone(r.Context()) {
 				return
+			}
+			if v == http.ErrAbortHandler && ex.bodyErr != nil {
+				// The access line says "response aborted"; this says why,
+				// with the request id.
+				g.log.LogAttrs(r.Context(), slog.LevelWarn, "upstream body failed",
+					slog.String("request_id", middleware.RequestIDFrom(r.Context())),
+					slog.String("error", "gateway: upstream body: "+ex.bodyErr.Error()))
 			}
 			panic(v)
 		}
@@ -397,6 +435,32 @@ func clientGone(ctx context.Context) bool {
 func timeout(err error, d time.Duration) *apierror.Error {
 	return apierror.Wrap(fmt.Errorf("gateway: %w", err), apierror.GatewayTimeout, "").
 		With("timeout_ms", d.Milliseconds())
+}
+
+// bodyErrRecorder keeps the first read error of an upstream body that
+// streams to the client, for serve to log with the request id.
+type bodyErrRecorder struct {
+	io.ReadCloser
+	ex *exchange
+}
+
+func (b *bodyErrRecorder) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.ex.bodyErr == nil {
+		b.ex.bodyErr = err
+	}
+	return n, err
+}
+
+// copyErrorFilter drops ReverseProxy's "read error during body copy"
+// lines, which carry no request id: serve logs the error with one.
+type copyErrorFilter struct{ w io.Writer }
+
+func (f copyErrorFilter) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, []byte("httputil: ReverseProxy read error during body copy")) {
+		return len(p), nil
+	}
+	return f.w.Write(p)
 }
 
 // newTransport is the default Options.Transport.

@@ -688,6 +688,42 @@ func TestBodyCut(t *testing.T) {
 	}
 }
 
+// TestBodyCutCauseLogged: when the upstream dies mid-body, why the
+// response was aborted is logged with the request id (the access line
+// only says "response aborted"), and no line of the request lacks the id.
+func TestBodyCutCauseLogged(t *testing.T) {
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			c.Close()
+		}
+	})
+	gwLogs := &testenv.Buffer{}
+	h := newHarness(t, up, gateway.Options{Logger: slog.New(logjson.New(gwLogs, nil))})
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", h.url+"/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+h.key)
+	req.Header.Set("X-Request-Id", "req-cut-1")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	<-h.served
+	logs := gwLogs.String()
+	var found bool
+	for line := range strings.SplitSeq(strings.TrimSpace(logs), "\n") {
+		if !strings.Contains(line, `"request_id":"req-cut-1"`) {
+			t.Errorf("a line without the request id: %s", line)
+			continue
+		}
+		found = found || strings.Contains(line, "unexpected EOF")
+	}
+	if !found {
+		t.Errorf("the cause (unexpected EOF) is not logged with the request id:\n%s", logs)
+	}
+}
+
 // TestProblemJSON: a client that asks for RFC 9457 gets it for the errors
 // the gateway makes, its own and the replaced ones.
 func TestProblemJSON(t *testing.T) {
@@ -840,6 +876,8 @@ func TestParseUpstream(t *testing.T) {
 		{"http://h:65536", false},
 		{"https://[::1]:70000", false},
 		{"http://h:65535", true},
+		{"http://h:0/?token=secret", false},
+		{"ftp://h/?secret", false},
 		{"", false},
 	} {
 		u, err := gateway.ParseUpstream(tt.raw)
@@ -849,6 +887,13 @@ func TestParseUpstream(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "secret") {
 			t.Errorf("ParseUpstream(%q): error shows the password: %v", tt.raw, err)
 		}
+	}
+	u, err := gateway.ParseUpstream("http://h/base?tenant=a&token=secret&secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := gateway.Redacted(u), "http://h/base?tenant=xxxxx&token=xxxxx&xxxxx"; got != want {
+		t.Errorf("Redacted = %q, want %q", got, want)
 	}
 	if _, err := gateway.New(&url.URL{Scheme: "http"}, gateway.Options{}); err == nil {
 		t.Error("New accepted an upstream without a host")

@@ -45,6 +45,9 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 		mergeRateHeaders(ex.w.Header(), res.Header)
 	}
 	if res.StatusCode < 400 {
+		if ex != nil && res.StatusCode != http.StatusSwitchingProtocols {
+			res.Body = &bodyErrRecorder{res.Body, ex}
+		}
 		return nil
 	}
 	data, err := io.ReadAll(io.LimitReader(res.Body, MaxErrorBody+1))

@@ -105,6 +105,6 @@ func gatewayCmd(ctx context.Context, e env, args []string) error {
 		s.srv.Handle(m+" /", proxied)
 	}
 
-	s.log.Info("listening", "addr", s.l.Addr().String(), "upstream", c.upstream.String(), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
+	s.log.Info("listening", "addr", s.l.Addr().String(), "upstream", gateway.Redacted(c.upstream), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
 	return s.serve(ctx, nil)
 }

@@ -158,6 +158,21 @@ func TestGateway(t *testing.T) {
 	}
 }
 
+// TestGatewayUpstreamQueryNotLogged: the upstream's query is added to
+// every request and often is a token: the start's log line names the
+// upstream without its values.
+func TestGatewayUpstreamQueryNotLogged(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	_, logs, stop := runGateway(t, freeAddr(t), "--database", filepath.Join(t.TempDir(), "g.db"), "--upstream", up.URL+"/base?token=Sup3rSecret")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if l := logs.String(); strings.Contains(l, "Sup3rSecret") || !strings.Contains(l, up.URL+"/base?token=xxxxx") {
+		t.Errorf("the log shows the upstream's token, or not the upstream:\n%s", l)
+	}
+}
+
 // TestGatewayUsage: a missing or bad upstream, or a bad number, stops the
 // gateway with exit status 2 and a message naming the flag, before
 // anything is opened.
@@ -176,6 +191,7 @@ func TestGatewayUsage(t *testing.T) {
 		{"upstream with a password", []string{"--upstream", "http://u:Sup3rSecret@h"}, nil, "user information"},
 		{"upstream that does not parse, with a password", []string{"--upstream", "http://u:Sup3rSecret@h:port"}, nil, "-upstream"},
 		{"upstream port out of range", []string{"--upstream", "http://h:70000"}, nil, "port"},
+		{"upstream port out of range, with a token", []string{"--upstream", "http://h:70000/?token=Sup3rSecret"}, nil, "port"},
 		{"upstream port zero", []string{"--upstream", "http://127.0.0.1:0"}, nil, "port"},
 		{"zero upstream timeout", []string{"--upstream", "http://h", "--upstream-timeout", "0s"}, nil, "-upstream-timeout"},
 		{"zero request timeout from env", []string{"--upstream", "http://h"}, map[string]string{"TOLLGATE_REQUEST_TIMEOUT": "0"}, "TOLLGATE_REQUEST_TIMEOUT"},

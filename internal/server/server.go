@@ -70,9 +70,10 @@ type Config struct {
 	Timeouts Timeouts
 }
 
-// Timeouts are the http.Server's limits on slow clients.
+// Timeouts are the http.Server's limits on slow clients, and Shutdown,
+// how long Serve lets in-flight requests finish once its context ends.
 type Timeouts struct {
-	ReadHeader, Read, Write, Idle time.Duration
+	ReadHeader, Read, Write, Idle, Shutdown time.Duration
 }
 
 func (t Timeouts) orDefaults() Timeouts {
@@ -87,6 +88,7 @@ func (t Timeouts) orDefaults() Timeouts {
 		Read:       def(t.Read, ReadTimeout),
 		Write:      def(t.Write, WriteTimeout),
 		Idle:       def(t.Idle, IdleTimeout),
+		Shutdown:   def(t.Shutdown, ShutdownTimeout),
 	}
 }
 
@@ -177,7 +179,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Serve serves on l until ctx is done, then shuts down gracefully: it
 // stops accepting, lets in-flight requests finish (up to
-// ShutdownTimeout), and returns.
+// Timeouts.Shutdown, ShutdownTimeout by default), and returns. The start
+// of the drain is logged at INFO; requests still running when it times
+// out are cut (their connections closed), logged at ERROR.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	to := s.cfg.Timeouts.orDefaults()
 	srv := &http.Server{
@@ -200,9 +204,17 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return fmt.Errorf("server: serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	s.cfg.Logger.Info("shutting down: draining in-flight requests", "drain_timeout", to.Shutdown.String())
+	sctx, cancel := context.WithTimeout(context.Background(), to.Shutdown)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Shutdown leaves the connections it could not drain open: close
+		// them, so that their clients see a cut response now rather than
+		// whenever the process exits, and say so.
+		s.cfg.Logger.Error("shutdown: drain timed out, in-flight requests cut", "drain_timeout", to.Shutdown.String())
+		_ = srv.Close()
+	}
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}

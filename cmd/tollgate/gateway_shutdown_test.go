@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/gateway"
+	"github.com/tollgate-dev/tollgate/internal/server"
+	"github.com/tollgate-dev/tollgate/internal/testenv"
+	"github.com/tollgate-dev/tollgate/logjson"
+)
+
+// signalWriter is a log destination that closes seen when a line holding
+// want is written.
+type signalWriter struct {
+	buf  testenv.Buffer
+	want string
+	once sync.Once
+	seen chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	n, err := w.buf.Write(p)
+	if strings.Contains(string(p), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return n, err
+}
+
+// TestGatewayShutdownStream stops the gateway's server (SIGTERM cancels the
+// same context) while a streamed upstream answer is in flight: the log
+// says the drain began; a stream that ends within the drain timeout
+// reaches the client whole; one that does not is cut when the timeout
+// passes, and the log says so.
+func TestGatewayShutdownStream(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		drain bool // the upstream finishes during the drain
+	}{{"drained", true}, {"cut", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				io.WriteString(w, "first\n")
+				w.(http.Flusher).Flush()
+				select {
+				case <-release:
+					io.WriteString(w, "last\n")
+				case <-r.Context().Done():
+				}
+			}))
+			defer up.Close()
+			defer close(release)
+			u, err := gateway.ParseUpstream(up.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := &signalWriter{want: "shutting down", seen: make(chan struct{})}
+			log := slog.New(logjson.New(logs, nil))
+			g, err := gateway.New(u, gateway.Options{Logger: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			drain := time.Minute
+			if !tt.drain {
+				drain = 50 * time.Millisecond
+			}
+			srv := server.New(server.Config{Logger: log, Timeouts: server.Timeouts{Shutdown: drain}})
+			srv.Handle("GET /", g)
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ctx, l) }()
+
+			resp, err := http.Get("http://" + l.Addr().String() + "/events")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			br := bufio.NewReader(resp.Body)
+			if s, err := br.ReadString('\n'); err != nil || s != "first\n" {
+				t.Fatalf("first line %q, %v", s, err)
+			}
+			cancel() // what SIGTERM does
+			select {
+			case <-logs.seen:
+			case <-time.After(10 * time.Second): // a guard, not a timing: the line comes at once
+				t.Fatalf("no \"shutting down\" line after the context ended:\n%s", logs.buf.String())
+			}
+			if tt.drain {
+				release <- struct{}{}
+			}
+			type read struct {
+				b   []byte
+				err error
+			}
+			reads := make(chan read, 1)
+			go func() {
+				b, err := io.ReadAll(br)
+				reads <- read{b, err}
+			}()
+			serr := <-served
+			var rest []byte
+			var rerr error
+			select {
+			case rd := <-reads:
+				rest, rerr = rd.b, rd.err
+			case <-time.After(10 * time.Second): // a guard: Serve has returned, the stream must have ended
+				t.Fatalf("the stream is still open after Serve returned (%v):\n%s", serr, logs.buf.String())
+			}
+			out := logs.buf.String()
+			if tt.drain {
+				if rerr != nil || string(rest) != "last\n" || serr != nil {
+					t.Errorf("drained stream: rest %q, %v; Serve: %v\n%s", rest, rerr, serr, out)
+				}
+				return
+			}
+			if rerr == nil {
+				t.Errorf("cut stream read a clean end: %q", rest)
+			}
+			if serr == nil || !strings.Contains(out, `"level":"ERROR","msg":"shutdown: drain timed out, in-flight requests cut"`) {
+				t.Errorf("Serve: %v; the log does not say the stream was cut:\n%s", serr, out)
+			}
+		})
+	}
+}
