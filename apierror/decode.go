@@ -39,6 +39,34 @@ func ParseRateLimit(h http.Header) (rl RateLimit, ok bool) {
 // years): a longer one is clamped to it.
 const maxRetryAfter = 1 << 31 * time.Second
 
+// ParseRateLimitReset returns the wait from now until h's
+// X-RateLimit-Reset (unix seconds) when its X-RateLimit-Remaining is 0 or
+// absent: the rule a client applies when no Retry-After says more. ok is
+// false when requests remain, the reset does not parse, or it is not
+// ahead of now. A reset too far to hold, even one too large for an
+// int64, is clamped to 2^31 seconds, as ParseRetryAfter clamps, not
+// dropped.
+func ParseRateLimitReset(h http.Header, now time.Time) (time.Duration, bool) {
+	if rem := strings.TrimSpace(h.Get("X-RateLimit-Remaining")); rem != "" && rem != "0" {
+		return 0, false
+	}
+	// Out of range, ParseInt returns the int64 of the same sign that is
+	// furthest from zero. The reset is compared in seconds first:
+	// time.Unix overflows near the int64 limits.
+	reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-RateLimit-Reset")), 10, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, false
+	}
+	secs := now.Unix()
+	if reset <= secs {
+		return 0, false
+	}
+	if uint64(reset-secs) > uint64(maxRetryAfter/time.Second) {
+		return maxRetryAfter, true
+	}
+	return time.Unix(reset, 0).Sub(now), true
+}
+
 // ParseRetryAfter reads a Retry-After value, either delay seconds or an
 // HTTP date, taken relative to the response's Date header when it has one
 // (both are the server's clock, so a skewed local clock does not shift

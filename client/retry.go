@@ -248,19 +248,8 @@ func ServerWait(resp *http.Response, apiErr *apierror.Error, now time.Time) (wai
 			return d, "details.retry_after", true
 		}
 	}
-	if rem := strings.TrimSpace(h.Get("X-RateLimit-Remaining")); rem == "" || rem == "0" {
-		// Out of range, ParseInt returns the int64 of the same sign that is
-		// furthest from zero. The reset is compared in seconds first:
-		// time.Unix overflows near the int64 limits, and a reset too far
-		// to hold must be clamped, not dropped.
-		if reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-RateLimit-Reset")), 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
-			if secs := now.Unix(); reset > secs {
-				if uint64(reset-secs) > uint64(maxServerWait/time.Second) {
-					return maxServerWait, "x-ratelimit-reset", true
-				}
-				return time.Unix(reset, 0).Sub(now), "x-ratelimit-reset", true
-			}
-		}
+	if d, ok := apierror.ParseRateLimitReset(h, now); ok {
+		return d, "x-ratelimit-reset", true
 	}
 	return 0, "", false
 }

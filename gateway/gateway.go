@@ -205,8 +205,8 @@ func New(upstream *url.URL, opts Options) (*Gateway, error) {
 		// the request id.
 		ErrorLog: log.New(copyErrorFilter{slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn).Writer()}, "", 0),
 	}
-	// Inside a chain that ran RequestID this only sets the header again;
-	// alone, it gives each request its id.
+	// Alone (not behind a chain that ran RequestID), the Gateway gives
+	// each request its id: see ServeHTTP.
 	g.h = middleware.RequestID(nil)(http.HandlerFunc(g.serve))
 	return g, nil
 }
@@ -274,8 +274,16 @@ func Redacted(u *url.URL) string {
 	return c.Redacted()
 }
 
-// ServeHTTP proxies r to the upstream.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.h.ServeHTTP(w, r) }
+// ServeHTTP proxies r to the upstream. A request that already has its id
+// (a chain ran middleware.RequestID) goes straight to the proxy: running
+// RequestID again would only read the clock and set the same header.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if middleware.RequestIDFrom(r.Context()) != "" {
+		g.serve(w, r)
+		return
+	}
+	g.h.ServeHTTP(w, r)
+}
 
 // exchange is what one proxied request's hooks share: the request as
 // the gateway received it, its ResponseWriter, and the time the upstream

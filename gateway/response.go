@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"compress/gzip"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,7 +36,7 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 	// below, which may drop the upstream's rate-limit headers.
 	wait := time.Second
 	if res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable {
-		if d, ok := resetWait(res.Header, time.Now()); ok {
+		if d, ok := apierror.ParseRateLimitReset(res.Header, time.Now()); ok {
 			wait = d
 		}
 	}
@@ -63,23 +62,6 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 		return nil
 	}
 	return &upstreamError{replacement(res, wait)}
-}
-
-// resetWait returns the wait until the X-RateLimit-Reset of h when its
-// X-RateLimit-Remaining is 0 or absent and the reset is ahead of now (the
-// rule clients apply to it), clamped to 2^31 s.
-func resetWait(h http.Header, now time.Time) (time.Duration, bool) {
-	if rem := strings.TrimSpace(h.Get("X-RateLimit-Remaining")); rem != "" && rem != "0" {
-		return 0, false
-	}
-	reset, err := strconv.ParseInt(strings.TrimSpace(h.Get("X-RateLimit-Reset")), 10, 64)
-	if (err != nil && !errors.Is(err, strconv.ErrRange)) || reset <= now.Unix() {
-		return 0, false
-	}
-	if reset-now.Unix() > 1<<31 {
-		return 1 << 31 * time.Second, true
-	}
-	return time.Unix(reset, 0).Sub(now), true
 }
 
 // isContract reports whether body, the whole error body of res, is the

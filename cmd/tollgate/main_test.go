@@ -231,19 +231,19 @@ func TestKeysDurations(t *testing.T) {
 	}
 }
 
-// failKeyWrite is a store whose first CreateKey fails, as a locked or full
-// database would make it.
+// failKeyWrite is a store whose first key write fails, as a locked or
+// full database would make it.
 type failKeyWrite struct {
 	store.Store
 	failed bool
 }
 
-func (f *failKeyWrite) CreateKey(ctx context.Context, k store.APIKey) (store.APIKey, error) {
+func (f *failKeyWrite) CreateKeyCapped(ctx context.Context, k store.APIKey, max int) (store.APIKey, error) {
 	if !f.failed {
 		f.failed = true
 		return store.APIKey{}, store.Unavailable(errors.New("database is locked"))
 	}
-	return f.Store.CreateKey(ctx, k)
+	return f.Store.CreateKeyCapped(ctx, k, max)
 }
 
 // TestBootstrap checks that serve prints an admin key on the first start

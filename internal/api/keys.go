@@ -130,11 +130,7 @@ func createKeyCapped(ctx context.Context, keys store.Keys, accountID string, req
 		AccountID: accountID, Name: req.Name, Start: auth.Start(secret), Hash: auth.Hash(secret),
 		Scopes: req.Scopes, RatePlan: req.Rate, ExpiresAt: req.ExpiresAt,
 	}
-	if max > 0 {
-		k, err = keys.CreateKeyCapped(ctx, k, max)
-	} else {
-		k, err = keys.CreateKey(ctx, k)
-	}
+	k, err = keys.CreateKeyCapped(ctx, k, max)
 	if err != nil {
 		return CreatedKey{}, fmt.Errorf("api: create key: %w", err)
 	}
@@ -156,12 +152,7 @@ func rotateKeyCapped(ctx context.Context, keys store.Keys, accountID, id string,
 		return CreatedKey{}, fmt.Errorf("api: rotate key: %w", err)
 	}
 	next := store.APIKey{Start: auth.Start(secret), Hash: auth.Hash(secret)}
-	var created, old store.APIKey
-	if max > 0 {
-		created, old, err = keys.RotateKeyCapped(ctx, accountID, id, next, overlap, max)
-	} else {
-		created, old, err = keys.RotateKey(ctx, accountID, id, next, overlap)
-	}
+	created, old, err := keys.RotateKeyCapped(ctx, accountID, id, next, overlap, max)
 	if err != nil {
 		return CreatedKey{}, fmt.Errorf("api: rotate key: %w", err)
 	}

@@ -153,7 +153,7 @@ func modify[T any](ctx context.Context, db *DB, op string, update func(*T) error
 		out     T
 		refused error
 	)
-	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+	err := db.inIDTx(ctx, func(tx pgx.Tx) error {
 		v, err := read(tx)
 		if err != nil {
 			return err
