@@ -90,10 +90,18 @@
 //     the client's -For, -Host and -Proto are kept and the peer's address
 //     is appended to X-Forwarded-For.
 //
+// Protocol upgrades (WebSocket): until the upstream answers 101 Switching
+// Protocols, an upgrade request is a request like any other. Once switched,
+// the connection is joined to the upstream's and lasts until either side
+// closes it, nothing goes through it for Options.UpgradeIdleTimeout, or
+// CloseUpgraded closes it: the request's deadline and the server's
+// timeouts no longer apply. middleware.Logger logs it as 101 when it ends.
+//
 // A Gateway is safe for concurrent use.
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -157,6 +165,13 @@ type Options struct {
 	// when the gateway is reachable solely through a proxy that sets
 	// them; otherwise a client could claim any address.
 	TrustForwarded bool
+	// UpgradeIdleTimeout closes an upgraded connection (a WebSocket, once
+	// the upstream answered 101 Switching Protocols) through which no byte
+	// went either way for this long. An upgraded connection is no longer
+	// bound by the request's deadline or the server's read and write
+	// timeouts: it lasts until either side closes it, this timeout, or
+	// CloseUpgraded. Zero means DefaultUpgradeIdleTimeout.
+	UpgradeIdleTimeout time.Duration
 	// Logger receives, at WARN, why a streaming 1xx–3xx body failed
 	// ("upstream body failed", with request_id and error) and
 	// ReverseProxy's other messages; nil discards them. Failures answered
@@ -174,6 +189,8 @@ type Gateway struct {
 	proxy    *httputil.ReverseProxy
 	h        http.Handler
 	log      *slog.Logger
+	idle     time.Duration // of upgraded connections
+	ups      upgrades
 }
 
 // New returns a Gateway to upstream, an absolute http or https URL with a
@@ -188,6 +205,12 @@ func New(upstream *url.URL, opts Options) (*Gateway, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if opts.UpgradeIdleTimeout < 0 {
+		return nil, fmt.Errorf("gateway: negative upgrade idle timeout %v", opts.UpgradeIdleTimeout)
+	}
+	if opts.UpgradeIdleTimeout == 0 {
+		opts.UpgradeIdleTimeout = DefaultUpgradeIdleTimeout
+	}
 	if opts.Transport == nil {
 		opts.Transport = newTransport()
 	}
@@ -195,7 +218,7 @@ func New(upstream *url.URL, opts Options) (*Gateway, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	u := *upstream
-	g := &Gateway{upstream: &u, timeout: opts.Timeout, trust: opts.TrustForwarded, log: opts.Logger}
+	g := &Gateway{upstream: &u, timeout: opts.Timeout, trust: opts.TrustForwarded, log: opts.Logger, idle: opts.UpgradeIdleTimeout}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
 		Transport:      &headerTimeout{next: opts.Transport, d: opts.Timeout},
@@ -293,6 +316,7 @@ type exchange struct {
 	w       http.ResponseWriter
 	budget  time.Duration // for details.timeout_ms when the deadline ends it
 	bodyErr error         // the first error reading a 1xx–3xx body from the upstream
+	up      *upgraded     // the request asks for a protocol upgrade
 }
 
 type exchangeKey struct{}
@@ -303,13 +327,21 @@ func exchangeFrom(ctx context.Context) *exchange {
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
-	w = &informWriter{ResponseWriter: w, base: w.Header().Clone()}
+	iw := &informWriter{ResponseWriter: w, base: w.Header().Clone()}
+	w = iw
 	ex := &exchange{w: w, budget: g.timeout}
 	if dl, ok := r.Context().Deadline(); ok {
 		ex.budget = max(min(ex.budget, time.Until(dl)), 0)
 	}
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
 	ex.in = r
+	out := r // what the proxy gets; failures are answered for r
+	if upgradeRequested(r.Header) {
+		iw.up = g.beginUpgrade(r.Context())
+		ex.up = iw.up
+		defer iw.up.end()
+		out = r.WithContext(iw.up.ctx)
+	}
 	defer func() {
 		// ReverseProxy aborts a response whose body copy failed. When the
 		// client is gone, it is the client's doing and reached no one: the
@@ -330,7 +362,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
-	g.proxy.ServeHTTP(w, r)
+	g.proxy.ServeHTTP(w, out)
 }
 
 // rewrite builds the upstream request (see the package documentation).
@@ -405,11 +437,14 @@ func (g *Gateway) errorFor(in *http.Request, err error) *apierror.Error {
 		return ue.e
 	}
 	ctx := in.Context()
+	ex := exchangeFrom(ctx)
 	var mbe *http.MaxBytesError
 	switch {
+	case ex != nil && ex.up != nil && ex.up.refused:
+		return shuttingDown(err)
 	case deadlinePassed(ctx):
 		budget := g.timeout
-		if ex := exchangeFrom(ctx); ex != nil {
+		if ex != nil {
 			budget = ex.budget
 		}
 		return timeout(err, budget)
@@ -495,6 +530,7 @@ type informWriter struct {
 	http.ResponseWriter
 	base     http.Header // the response's headers before the proxy ran
 	informed bool        // a 1xx was written since the headers were restored
+	up       *upgraded   // the request asks for a protocol upgrade
 }
 
 func (w *informWriter) Header() http.Header {
@@ -523,6 +559,15 @@ func (w *informWriter) WriteHeader(code int) {
 	w.informed = true
 }
 
-// Unwrap lets http.ResponseController (flushes, upgrades) and
-// apierror.Write reach the writers below.
+// Hijack is how ReverseProxy takes the client's connection when the
+// upstream switches protocols (101): see upgraded.hijack.
+func (w *informWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.up == nil {
+		return http.NewResponseController(w.ResponseWriter).Hijack()
+	}
+	return w.up.hijack(w.ResponseWriter)
+}
+
+// Unwrap lets http.ResponseController (flushes) and apierror.Write reach
+// the writers below.
 func (w *informWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

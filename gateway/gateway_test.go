@@ -47,6 +47,7 @@ type harness struct {
 	reg       *prometheus.Registry
 	logs      *testenv.Buffer
 	handler   http.Handler
+	gw        *gateway.Gateway
 	served    chan struct{} // a value each time a request is done, when there is room
 }
 
@@ -73,7 +74,7 @@ func newHarness(t *testing.T, upstream string, opts gateway.Options, extra ...mi
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{key: ck.Secret, keyID: ck.ID, accountID: acc.ID, reg: prometheus.NewRegistry(), logs: &testenv.Buffer{}}
+	h := &harness{key: ck.Secret, keyID: ck.ID, accountID: acc.ID, reg: prometheus.NewRegistry(), logs: &testenv.Buffer{}, gw: g}
 	log := slog.New(logjson.New(h.logs, nil))
 	ms := []middleware.Middleware{
 		middleware.RequestID(nil),

@@ -194,9 +194,15 @@ func (w *recorder) Flush() {
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-// Hijack implements http.Hijacker when the underlying writer does.
+// Hijack implements http.Hijacker when the underlying writer does. A
+// connection taken before any response is one switching protocols (a
+// WebSocket): it is logged and counted as 101.
 func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, rw, err
 }
 
 // final returns the status the response ended with: the one sent, else

@@ -27,6 +27,7 @@ var envFlags = map[string]string{
 	"idempotency-lease":     "TOLLGATE_IDEMPOTENCY_LEASE",
 	"upstream":              "TOLLGATE_UPSTREAM",
 	"upstream-timeout":      "TOLLGATE_UPSTREAM_TIMEOUT",
+	"upgrade-idle-timeout":  "TOLLGATE_UPGRADE_IDLE_TIMEOUT",
 	"trust-forwarded":       "TOLLGATE_TRUST_FORWARDED",
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/gateway"
+	"github.com/tollgate-dev/tollgate/internal/server"
 	"github.com/tollgate-dev/tollgate/middleware"
 	"github.com/tollgate-dev/tollgate/store"
 )
@@ -36,6 +37,7 @@ type gatewayConfig struct {
 	serveConfig
 	upstream        *url.URL
 	upstreamTimeout time.Duration
+	upgradeIdle     time.Duration
 	trustForwarded  bool
 }
 
@@ -50,6 +52,7 @@ func parseGateway(e env, args []string) (gatewayConfig, error) {
 	})
 	upstream := fs.String("upstream", "", "URL of the upstream service, http:// or https://, optionally with a base path (required; env TOLLGATE_UPSTREAM)")
 	fs.DurationVar(&c.upstreamTimeout, "upstream-timeout", gateway.DefaultTimeout, "wait for the upstream's response headers; past it 504 (env TOLLGATE_UPSTREAM_TIMEOUT)")
+	fs.DurationVar(&c.upgradeIdle, "upgrade-idle-timeout", gateway.DefaultUpgradeIdleTimeout, "close an upgraded connection (WebSocket) that carried nothing either way for this long (env TOLLGATE_UPGRADE_IDLE_TIMEOUT)")
 	fs.BoolVar(&c.trustForwarded, "trust-forwarded", false, "keep the client's X-Forwarded-For, -Host and -Proto: only behind a proxy that sets them (env TOLLGATE_TRUST_FORWARDED)")
 	fs.Usage = func() {
 		fmt.Fprint(e.stderr, gatewayUsage)
@@ -74,6 +77,9 @@ func parseGateway(e env, args []string) (gatewayConfig, error) {
 	if err := positive("upstream-timeout", c.upstreamTimeout); err != nil {
 		return c, err
 	}
+	if err := positive("upgrade-idle-timeout", c.upgradeIdle); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -93,7 +99,12 @@ func gatewayCmd(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer s.close()
-	g, err := gateway.New(c.upstream, gateway.Options{Timeout: c.upstreamTimeout, TrustForwarded: c.trustForwarded, Logger: s.log})
+	g, err := gateway.New(c.upstream, gateway.Options{
+		Timeout:            c.upstreamTimeout,
+		UpgradeIdleTimeout: c.upgradeIdle,
+		TrustForwarded:     c.trustForwarded,
+		Logger:             s.log,
+	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -106,5 +117,14 @@ func gatewayCmd(ctx context.Context, e env, args []string) error {
 	}
 
 	s.log.Info("listening", "addr", s.l.Addr().String(), "upstream", gateway.Redacted(c.upstream), "database", redactDSN(c.database), "redis", redactDSN(c.redisURL))
-	return s.serve(ctx, nil)
+	// http.Server.Shutdown neither closes nor waits for upgraded
+	// connections (WebSockets): close them as the drain starts.
+	return s.serve(ctx, func(bg context.Context) {
+		<-bg.Done()
+		cctx, cancel := context.WithTimeout(context.Background(), server.ShutdownTimeout)
+		defer cancel()
+		if err := g.CloseUpgraded(cctx); err != nil {
+			s.log.Error("shutdown: upgraded connections did not end", "err", err)
+		}
+	})
 }

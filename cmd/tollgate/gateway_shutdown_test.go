@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -135,5 +137,54 @@ func TestGatewayShutdownStream(t *testing.T) {
 				t.Errorf("Serve: %v; the log does not say the stream was cut:\n%s", serr, out)
 			}
 		})
+	}
+}
+
+// TestGatewayUpgrade runs tollgate gateway with a short --request-timeout
+// in front of an upstream that switches to an echo protocol: the upgraded
+// connection outlives the request's deadline; stopping the gateway (what
+// SIGTERM does) closes it, both ways, and run returns with the request
+// logged as 101.
+func TestGatewayUpgrade(t *testing.T) {
+	ended := make(chan struct{}, 1)
+	up := httptest.NewServer(testenv.EchoUpgrade(ended))
+	defer up.Close()
+	addr := freeAddr(t)
+	out, logs, stop := runGateway(t, addr, "--database", filepath.Join(t.TempDir(), "g.db"), "--upstream", up.URL, "--request-timeout", "20ms")
+	key := regexp.MustCompile(`tg_live_[0-9A-Za-z]+`).FindString(out.String())
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second)) // a guard against a hang
+	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "+key+"\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v, %v\n%s", resp, err, logs.Tail(2000))
+	}
+	id := resp.Header.Get("X-Request-Id")
+	// Echoes until the line sent after the request's deadline comes back
+	// (the deadline is 20 ms; each round trip takes far less).
+	for start := time.Now(); ; {
+		io.WriteString(conn, "ping\n")
+		if s, err := br.ReadString('\n'); err != nil || s != "ping\n" {
+			t.Fatalf("echo %q, %v after %v\n%s", s, err, time.Since(start), logs.Tail(2000))
+		}
+		if time.Since(start) > 40*time.Millisecond {
+			break
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("gateway: %v\n%s", err, logs.Tail(2000))
+	}
+	if b, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("read after the gateway stopped = %q, %v; want EOF", b, err)
+	}
+	<-ended
+	if !regexp.MustCompile(`"request_id":"` + regexp.QuoteMeta(id) + `".*"status":101`).MatchString(logs.String()) {
+		t.Errorf("no access line with status 101 for %s:\n%s", id, logs.Tail(4000))
 	}
 }

@@ -194,6 +194,7 @@ func TestGatewayUsage(t *testing.T) {
 		{"upstream port out of range, with a token", []string{"--upstream", "http://h:70000/?token=Sup3rSecret"}, nil, "port"},
 		{"upstream port zero", []string{"--upstream", "http://127.0.0.1:0"}, nil, "port"},
 		{"zero upstream timeout", []string{"--upstream", "http://h", "--upstream-timeout", "0s"}, nil, "-upstream-timeout"},
+		{"negative upgrade idle timeout", []string{"--upstream", "http://h", "--upgrade-idle-timeout", "-1s"}, nil, "-upgrade-idle-timeout"},
 		{"zero request timeout from env", []string{"--upstream", "http://h"}, map[string]string{"TOLLGATE_REQUEST_TIMEOUT": "0"}, "TOLLGATE_REQUEST_TIMEOUT"},
 		{"bad rate", []string{"--upstream", "http://h", "--rate-default", "lots"}, nil, "-rate-default"},
 		{"extra words", []string{"--upstream", "http://h", "more"}, nil, "unexpected arguments"},
@@ -227,9 +228,11 @@ func TestGatewayConfigPrecedence(t *testing.T) {
 		wantUpstream string
 		wantTimeout  time.Duration
 		wantRequest  time.Duration
+		wantIdle     time.Duration
 	}{
-		{"env", nil, map[string]string{"TOLLGATE_UPSTREAM": "http://env:1", "TOLLGATE_UPSTREAM_TIMEOUT": "3s"}, "http://env:1", 3 * time.Second, time.Minute},
-		{"flag over env", []string{"--upstream", "https://flag/base", "--request-timeout", "5s"}, map[string]string{"TOLLGATE_UPSTREAM": "http://env:1"}, "https://flag/base", gateway.DefaultTimeout, 5 * time.Second},
+		{"env", nil, map[string]string{"TOLLGATE_UPSTREAM": "http://env:1", "TOLLGATE_UPSTREAM_TIMEOUT": "3s", "TOLLGATE_UPGRADE_IDLE_TIMEOUT": "90s"}, "http://env:1", 3 * time.Second, time.Minute, 90 * time.Second},
+		{"flag over env", []string{"--upstream", "https://flag/base", "--request-timeout", "5s", "--upgrade-idle-timeout", "1h"}, map[string]string{"TOLLGATE_UPSTREAM": "http://env:1", "TOLLGATE_UPGRADE_IDLE_TIMEOUT": "90s"}, "https://flag/base", gateway.DefaultTimeout, 5 * time.Second, time.Hour},
+		{"defaults", []string{"--upstream", "http://h"}, nil, "http://h", gateway.DefaultTimeout, time.Minute, gateway.DefaultUpgradeIdleTimeout},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,8 +240,8 @@ func TestGatewayConfigPrecedence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.upstream.String() != tt.wantUpstream || c.upstreamTimeout != tt.wantTimeout || c.requestTimeout != tt.wantRequest || c.addr != "localhost:8080" {
-				t.Errorf("upstream %q timeout %v request %v addr %q, want %q %v %v localhost:8080", c.upstream, c.upstreamTimeout, c.requestTimeout, c.addr, tt.wantUpstream, tt.wantTimeout, tt.wantRequest)
+			if c.upstream.String() != tt.wantUpstream || c.upstreamTimeout != tt.wantTimeout || c.requestTimeout != tt.wantRequest || c.upgradeIdle != tt.wantIdle || c.addr != "localhost:8080" {
+				t.Errorf("upstream %q timeout %v request %v upgrade idle %v addr %q, want %q %v %v %v localhost:8080", c.upstream, c.upstreamTimeout, c.requestTimeout, c.upgradeIdle, c.addr, tt.wantUpstream, tt.wantTimeout, tt.wantRequest, tt.wantIdle)
 			}
 		})
 	}
