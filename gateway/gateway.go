@@ -30,10 +30,12 @@
 //
 // The upstream's answers:
 //
-//   - 1xx, 2xx and 3xx stream through untouched: status, headers and body,
+//   - 1xx, 2xx and 3xx stream through: status, headers and body as sent,
 //     never buffered. Chunked bodies and text/event-stream are flushed to
-//     the client as they arrive (ReverseProxy's rule). Location is not
-//     rewritten.
+//     the client as they arrive (ReverseProxy's rule). A Location on
+//     the upstream (its scheme and host, or a path) under its base path
+//     becomes the path the client uses, as nginx's "proxy_redirect
+//     default" does.
 //   - 4xx and above: at most MaxErrorBody bytes of the body are read. When
 //     they hold the contract's envelope or problem+json (apierror.Decode
 //     finds a body of its own, the code is in the catalogue, its status is

@@ -903,3 +903,48 @@ func TestParseUpstream(t *testing.T) {
 		t.Error("New accepted a negative timeout")
 	}
 }
+
+// TestLocation: a redirect or a 201 pointing at the upstream reaches the
+// client pointing at the gateway (see the internal TestRelocate for the
+// rules); an error's Location is dropped with the rest of its headers.
+func TestLocation(t *testing.T) {
+	var up string
+	up = upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", up+"/base/next?page=2")
+		switch r.URL.Path {
+		case "/base/moved":
+			w.WriteHeader(http.StatusFound)
+		case "/base/created":
+			w.WriteHeader(http.StatusCreated)
+		default:
+			w.WriteHeader(http.StatusConflict)
+		}
+	})
+	h := newHarness(t, up+"/base", gateway.Options{})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tt := range []struct {
+		path   string
+		status int
+		want   string
+	}{
+		{"/moved", http.StatusFound, "/next?page=2"},
+		{"/created", http.StatusCreated, "/next?page=2"},
+		{"/conflict", http.StatusConflict, ""},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), "GET", h.url+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+h.key)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || resp.Header.Get("Location") != tt.want {
+				t.Errorf("%d Location %q, want %d %q", resp.StatusCode, resp.Header.Get("Location"), tt.status, tt.want)
+			}
+		})
+	}
+}

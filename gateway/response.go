@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,11 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 		mergeRateHeaders(ex.w.Header(), res.Header)
 	}
 	if res.StatusCode < 400 {
+		if loc := res.Header.Get("Location"); loc != "" {
+			if to, ok := g.relocate(loc); ok {
+				res.Header.Set("Location", to)
+			}
+		}
 		if ex != nil && res.StatusCode != http.StatusSwitchingProtocols {
 			res.Body = &bodyErrRecorder{res.Body, ex}
 		}
@@ -194,4 +200,70 @@ func hasRateHeader(h http.Header) bool {
 		}
 	}
 	return false
+}
+
+// relocate maps a Location the upstream sent to the address the client
+// must use, as nginx's "proxy_redirect default" does: a URL on the
+// upstream (its scheme and host, the default port spelled or not) or a
+// path, under the upstream's base path, becomes the path the client asks
+// the gateway for, without scheme and host (the gateway's own address, as
+// the client knows it, is not known here). The query and fragment stay.
+// Any other Location (another host, a path outside the base) is kept.
+func (g *Gateway) relocate(loc string) (string, bool) {
+	u, err := url.Parse(loc)
+	if err != nil || u.Opaque != "" || u.User != nil {
+		return "", false
+	}
+	if u.Scheme != "" || u.Host != "" {
+		// "//host/path" takes the scheme of the request: the upstream's.
+		if u.Scheme != "" && !strings.EqualFold(u.Scheme, g.upstream.Scheme) || !sameHost(u, g.upstream) {
+			return "", false
+		}
+	} else if !strings.HasPrefix(u.Path, "/") {
+		return "", false // relative to the request's path: right as it is
+	}
+	base := strings.TrimSuffix(g.upstream.EscapedPath(), "/")
+	p := u.EscapedPath()
+	switch {
+	case base == "":
+	case p == base:
+		p = "/"
+	case strings.HasPrefix(p, base+"/"):
+		p = p[len(base):]
+	default:
+		return "", false // outside what the gateway reaches
+	}
+	if p == "" {
+		p = "/"
+	}
+	if u.Scheme == "" && u.Host == "" && p == u.EscapedPath() {
+		return "", false // a path the client can already use
+	}
+	if u.ForceQuery || u.RawQuery != "" {
+		p += "?" + u.RawQuery
+	}
+	if u.Fragment != "" {
+		p += "#" + u.EscapedFragment()
+	}
+	return p, true
+}
+
+// sameHost reports whether a and the upstream b name the same host and
+// port, a port left out meaning the scheme's default (b's when a has
+// none).
+func sameHost(a, b *url.URL) bool {
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		scheme := u.Scheme
+		if scheme == "" {
+			scheme = b.Scheme
+		}
+		if strings.EqualFold(scheme, "https") {
+			return "443"
+		}
+		return "80"
+	}
+	return strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
 }
