@@ -54,8 +54,9 @@ type RateLimitConfig struct {
 	// Headers is the set of header families to write; 0 means
 	// HeadersLegacy.
 	Headers int
-	// Now is the clock for X-RateLimit-Reset; the chain's start time is
-	// used when there is one.
+	// Now is the clock for X-RateLimit-Reset, read once the store has
+	// decided. A ratelimit.MemoryStore decides at the request's arrival,
+	// so with it the chain's start time is used when there is one.
 	Now func() time.Time
 }
 
@@ -78,6 +79,10 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 		cfg.Default.Name = "default"
 	}
 	plans := &planCache{def: []ratelimit.Policy{cfg.Default}}
+	// Other stores (Redis) decide when their call runs, after the request
+	// entered the chain (and after the key lookup): their ResetAfter and
+	// RetryAfter count from then, so Reset must too, or it is early.
+	_, atArrival := cfg.Store.(*ratelimit.MemoryStore)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			key, policies := "", plans.def
@@ -96,7 +101,7 @@ func RateLimit(cfg RateLimitConfig) Middleware {
 				return
 			}
 			now, ok := st.startTime()
-			if !ok {
+			if !ok || !atArrival {
 				now = cfg.Now()
 			}
 			setRateHeaders(w.Header(), st, cfg.Headers, res, policies, now)
@@ -160,8 +165,10 @@ func setRateHeaders(h http.Header, st *state, families int, res ratelimit.Result
 		h["X-Ratelimit-Reset"] = v[2][:]
 	}
 	if families&HeadersIETF != 0 {
+		// w= is whole seconds: a window that is not is rounded up, so the
+		// header never announces a faster rate than the plan's (nor w=0).
 		name := strconv.Quote(res.Policy)
-		h["Ratelimit-Policy"] = []string{name + ";q=" + strconv.Itoa(res.Limit) + ";w=" + strconv.FormatInt(int64(res.Window/time.Second), 10)}
+		h["Ratelimit-Policy"] = []string{name + ";q=" + strconv.Itoa(res.Limit) + ";w=" + strconv.FormatInt(int64(ceilDiv(res.Window, time.Second)), 10)}
 		h["Ratelimit"] = []string{name + ";r=" + strconv.Itoa(max(res.Remaining, 0)) + ";t=" + strconv.FormatInt(int64(ceilDiv(reset, time.Second)), 10)}
 	}
 }

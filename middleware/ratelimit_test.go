@@ -319,3 +319,31 @@ func TestRateLimitTwice(t *testing.T) {
 		t.Errorf("inner layer's values %q, want %q", got, want)
 	}
 }
+
+// TestRateLimitPolicyWindowSeconds: the IETF w= is whole seconds; a
+// window that is not (a plan such as 10/250ms or 100/90500ms) is rounded
+// up, so the header never promises a window shorter than the plan's (never
+// 0, which would claim the whole quota is renewed continuously).
+func TestRateLimitPolicyWindowSeconds(t *testing.T) {
+	tests := []struct {
+		window time.Duration
+		want   string
+	}{
+		{time.Minute, `"default";q=10;w=60`},
+		{250 * time.Millisecond, `"default";q=10;w=1`},
+		{90500 * time.Millisecond, `"default";q=10;w=91`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.window.String(), func(t *testing.T) {
+			now := func() time.Time { return time.Unix(1e9, 0) }
+			rl := middleware.RateLimit(middleware.RateLimitConfig{Store: ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: now}),
+				Default: ratelimit.Policy{Limit: 10, Window: tt.window}, Headers: middleware.HeadersIETF, Now: now})
+			h := middleware.Chain(middleware.RequestID(now))(rl(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+			if got := w.Header().Get("RateLimit-Policy"); got != tt.want {
+				t.Errorf("RateLimit-Policy = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
