@@ -262,12 +262,38 @@ func readBody(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-// requestTarget is the path and query a fingerprint covers.
+// requestTarget is the path and query a fingerprint covers, in printable
+// ASCII: a query sent with raw bytes outside it (unescaped by the client,
+// perhaps not UTF-8, which PostgreSQL's text refuses) has them
+// percent-encoded, as the query means the same either way.
 func requestTarget(r *http.Request) string {
 	if r.URL.RawQuery == "" {
 		return r.URL.EscapedPath()
 	}
-	return r.URL.EscapedPath() + "?" + r.URL.RawQuery
+	return r.URL.EscapedPath() + "?" + escapeRawBytes(r.URL.RawQuery)
+}
+
+// escapeRawBytes percent-encodes the bytes of s outside printable ASCII.
+func escapeRawBytes(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 0x20 <= c && c <= 0x7e {
+			if b != nil {
+				b = append(b, c)
+			}
+			continue
+		}
+		if b == nil {
+			b = append(make([]byte, 0, len(s)+8), s[:i]...)
+		}
+		b = append(b, '%', hex[c>>4], hex[c&15])
+	}
+	if b == nil {
+		return s
+	}
+	return string(b)
 }
 
 // answerExisting answers a request whose key is held by another: 422 for

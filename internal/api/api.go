@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/auth"
@@ -90,6 +92,18 @@ func New(cfg Config) *API {
 func principal(r *http.Request) *auth.Principal {
 	p, _ := auth.PrincipalFrom(r.Context())
 	return p
+}
+
+// pathID returns the {id} of r's path. An id that no store can hold (not
+// UTF-8, or with a NUL: PostgreSQL refuses such text with an error) names
+// no record: it is looked up as "", which no record has, so that it gets
+// the 404 of any id that does not exist, byte for byte.
+func pathID(r *http.Request) string {
+	id := r.PathValue("id")
+	if !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
+		return ""
+	}
+	return id
 }
 
 // respond writes v as JSON with status. With the success_field option, an

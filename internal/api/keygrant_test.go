@@ -188,3 +188,30 @@ func TestRevokedCallerCannotGrant(t *testing.T) {
 	// Forgotten: the next request is refused by Auth, not served from cache.
 	wantError(t, l.call("GET", "/v1/keys", "", bearer(ck.Secret)...), apierror.Unauthorized, "", map[string]any{"reason": "revoked"})
 }
+
+// TestKeyNameLength: a key's name is at most 100 characters, as the
+// OpenAPI document's maxLength says and the refusal reads, whatever their
+// size in bytes.
+func TestKeyNameLength(t *testing.T) {
+	l := startLive(t, sqliteStore(t), liveOptions{noRateLimit: true})
+	for _, tt := range []struct {
+		name, keyName string
+		want          int
+	}{
+		{"100 ASCII", strings.Repeat("k", 100), 201},
+		{"101 ASCII", strings.Repeat("k", 101), 400},
+		{"100 two-byte", strings.Repeat("é", 100), 201},
+		{"100 four-byte", strings.Repeat("🔑", 100), 201},
+		{"101 two-byte", strings.Repeat("é", 101), 400},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := l.as("POST", "/v1/keys", `{"name":"`+tt.keyName+`","scopes":["leads:read"]}`)
+			if r.status != tt.want {
+				t.Fatalf("name of %d characters: %d %s, want %d", len([]rune(tt.keyName)), r.status, r.body, tt.want)
+			}
+			if tt.want == 400 {
+				wantError(t, r, apierror.ValidationError, "Must be at most 100 characters", map[string]any{"field": "name", "reason": "Must be at most 100 characters"})
+			}
+		})
+	}
+}

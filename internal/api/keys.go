@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/auth"
@@ -18,6 +19,9 @@ import (
 // "9223372036854775807/2562047h47m16.854775807s;burst=1152921504606846",
 // is 67 bytes, which leaves room for spaces.
 const maxRateLen = 128
+
+// maxKeyNameLen bounds a key's name, in characters.
+const maxKeyNameLen = 100
 
 // DefaultRotationOverlap is how long a rotated key stays valid when the
 // request names no overlap.
@@ -76,8 +80,8 @@ type KeyRequest struct {
 // field) or UNPROCESSABLE.
 func (r KeyRequest) Validate(now time.Time) error {
 	var errs []apierror.FieldError
-	if len(r.Name) > 100 {
-		errs = append(errs, apierror.FieldError{Field: "name", Reason: "Must be at most 100 characters"})
+	if utf8.RuneCountInString(r.Name) > maxKeyNameLen {
+		errs = append(errs, apierror.FieldError{Field: "name", Reason: fmt.Sprintf("Must be at most %d characters", maxKeyNameLen)})
 	}
 	if err := auth.ValidateScopes(r.Scopes); err != nil {
 		errs = append(errs, apierror.FieldError{Field: "scopes", Reason: fmt.Sprintf("Must be a non-empty list of %v", auth.KnownScopes())})
@@ -215,7 +219,7 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
-	k, err := a.cfg.Store.KeyByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
+	k, err := a.cfg.Store.KeyByID(r.Context(), principal(r).AccountID, pathID(r))
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
 		return
@@ -228,7 +232,7 @@ func (a *API) revokeKey(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, r, err)
 		return
 	}
-	k, err := a.cfg.Store.RevokeKey(r.Context(), principal(r).AccountID, r.PathValue("id"), a.cfg.Now())
+	k, err := a.cfg.Store.RevokeKey(r.Context(), principal(r).AccountID, pathID(r), a.cfg.Now())
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "key", "API key"))
 		return
@@ -289,7 +293,7 @@ func (a *API) managedKey(r *http.Request) (caller, target store.APIKey, err erro
 	if caller, err = a.callerKey(r); err != nil {
 		return caller, target, err
 	}
-	if target, err = a.cfg.Store.KeyByID(r.Context(), caller.AccountID, r.PathValue("id")); err != nil {
+	if target, err = a.cfg.Store.KeyByID(r.Context(), caller.AccountID, pathID(r)); err != nil {
 		return caller, target, storeError(err, "key", "API key")
 	}
 	if missing := auth.Scopes(caller.Scopes).Missing(target.Scopes); len(missing) > 0 {

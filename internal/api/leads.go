@@ -253,7 +253,7 @@ func (a *API) listLeads(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getLead(w http.ResponseWriter, r *http.Request) {
-	l, err := a.cfg.Store.LeadByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
+	l, err := a.cfg.Store.LeadByID(r.Context(), principal(r).AccountID, pathID(r))
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "lead", "Lead"))
 		return
@@ -274,7 +274,7 @@ func (a *API) updateLead(w http.ResponseWriter, r *http.Request) {
 	// As for sessions, the store applies the change to the lead as stored
 	// when it writes, so concurrent PATCHes lose none of each other's
 	// members.
-	updated, err := a.cfg.Store.UpdateLead(r.Context(), principal(r).AccountID, r.PathValue("id"),
+	updated, err := a.cfg.Store.UpdateLead(r.Context(), principal(r).AccountID, pathID(r),
 		func(l *store.Lead) error {
 			in.apply(l)
 			return nil
@@ -287,7 +287,7 @@ func (a *API) updateLead(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteLead(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Store.DeleteLead(r.Context(), principal(r).AccountID, r.PathValue("id")); err != nil {
+	if err := a.cfg.Store.DeleteLead(r.Context(), principal(r).AccountID, pathID(r)); err != nil {
 		apierror.Write(w, r, storeError(err, "lead", "Lead"))
 		return
 	}

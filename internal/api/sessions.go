@@ -232,7 +232,7 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
-	s, err := a.cfg.Store.SessionByID(r.Context(), principal(r).AccountID, r.PathValue("id"))
+	s, err := a.cfg.Store.SessionByID(r.Context(), principal(r).AccountID, pathID(r))
 	if err != nil {
 		apierror.Write(w, r, storeError(err, "session", "Session"))
 		return
@@ -256,7 +256,7 @@ func (a *API) updateSession(w http.ResponseWriter, r *http.Request) {
 	// the store to the session as stored when it writes, under its lock:
 	// concurrent PATCHes apply one after the other, none losing another's
 	// members, and a rule is judged against the session it changes.
-	updated, err := a.cfg.Store.UpdateSession(r.Context(), principal(r).AccountID, r.PathValue("id"),
+	updated, err := a.cfg.Store.UpdateSession(r.Context(), principal(r).AccountID, pathID(r),
 		func(s *store.Session) error {
 			was := s.Status
 			in.apply(s)
@@ -270,7 +270,7 @@ func (a *API) updateSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteSession(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Store.DeleteSession(r.Context(), principal(r).AccountID, r.PathValue("id")); err != nil {
+	if err := a.cfg.Store.DeleteSession(r.Context(), principal(r).AccountID, pathID(r)); err != nil {
 		apierror.Write(w, r, storeError(err, "session", "Session"))
 		return
 	}
