@@ -21,7 +21,8 @@ import (
 // flight. Otherwise wait until the reset (or until a response changes the
 // state). Once the reset has passed the state is out of date: one probe
 // request goes alone, and its response tells the others how much is left.
-// Nobody waits more than responseWait for a first or probe response, so a
+// Nobody waits more than responseWait for a first or probe response, nor
+// past the context's deadline (the request is sent instead), so a
 // slow request cannot hold up the key.
 //
 // A pacer is safe for concurrent use.
@@ -95,6 +96,9 @@ func (p *pacer) acquire(ctx context.Context, key paceKey, e *engine, skipWait bo
 				return goAhead()
 			}
 			d, until = min(e.policy.MaxWait, responseWait), "first response" // woken when it arrives
+			if pastDeadline(ctx, t, d) {
+				return goAhead()
+			}
 		case skipWait || !st.known: // the server sends no X-RateLimit-* headers
 			return goAhead()
 		case !t.Before(st.reset): // the state is out of date
@@ -102,6 +106,9 @@ func (p *pacer) acquire(ctx context.Context, key paceKey, e *engine, skipWait bo
 				return goAhead()
 			}
 			d, until = min(e.policy.MaxWait, responseWait), "response" // woken when one arrives
+			if pastDeadline(ctx, t, d) {
+				return goAhead()
+			}
 		case st.remaining-st.inflight > 0:
 			return goAhead()
 		default:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 
@@ -112,6 +113,9 @@ func runCall(ctx context.Context, args []string, getenv func(string) string, std
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
+	if _, err := url.Parse(path); err != nil {
+		return usageErr("PATH %s: %v", printable(path), errors.Unwrap(err))
+	}
 
 	var body []byte
 	if *data != "" {
@@ -134,7 +138,7 @@ func runCall(ctx context.Context, args []string, getenv func(string) string, std
 			m = "POST"
 		}
 	}
-	if strings.ContainsAny(m, " \t\r\n/()<>@,;:\\\"[]?={}") {
+	if !isToken(m) {
 		return usageErr("-X %q is not an HTTP method", *method)
 	}
 
@@ -178,14 +182,16 @@ func printCallError(stderr io.Writer, err error) int {
 	}
 	a := ce.APIError()
 	if a == nil {
-		fmt.Fprintf(stderr, "tollgate call: %s %s: %v\n", ce.Method, ce.Path, ce.Err)
+		fmt.Fprintf(stderr, "tollgate call: %s %s: %s\n", ce.Method, ce.Path, printable(ce.Err.Error()))
 		fmt.Fprintf(stderr, "  attempts: %d (%s)\n", ce.Attempts, ce.Stop)
 		if errors.Is(err, context.Canceled) {
 			return callInterrupted
 		}
 		return callServerError
 	}
-	fmt.Fprintf(stderr, "tollgate call: %d %s: %s\n", a.HTTPStatus(), a.Code, a.Message)
+	// The server's words reach a terminal: printable, so that no escape
+	// sequence a server or proxy sends can act on it.
+	fmt.Fprintf(stderr, "tollgate call: %d %s: %s\n", a.HTTPStatus(), printable(string(a.Code)), printable(a.Message))
 	details := map[string]any{}
 	for k, v := range a.Details {
 		if k != "request_id" {
@@ -194,10 +200,10 @@ func printCallError(stderr io.Writer, err error) int {
 	}
 	if len(details) > 0 {
 		b, _ := json.Marshal(details)
-		fmt.Fprintf(stderr, "  details: %s\n", b)
+		fmt.Fprintf(stderr, "  details: %s\n", printable(string(b)))
 	}
 	if id := a.RequestID(); id != "" {
-		fmt.Fprintf(stderr, "  request_id: %s\n", id)
+		fmt.Fprintf(stderr, "  request_id: %s\n", printable(id))
 	}
 	if ce.RetryAfter > 0 {
 		fmt.Fprintf(stderr, "  retry_after: %s\n", ce.RetryAfter)
@@ -221,6 +227,21 @@ func verboseLogger(w io.Writer) *slog.Logger {
 			return a
 		},
 	}))
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110, section 5.6.2),
+// as a method must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 func firstNonEmpty(s ...string) string {
