@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -338,6 +339,37 @@ func TestDecodeOddDetails(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDecodeHugeNumbers: a number too large for a float64 in the details
+// (of the envelope or of problem+json) stays a json.Number; it does not
+// cost the details around it. Other numbers are float64, as always.
+func TestDecodeHugeNumbers(t *testing.T) {
+	tests := []struct {
+		name, contentType, body string
+	}{
+		{"envelope", "application/json", `{"error":{"code":"RATE_LIMITED","message":"Slow down.","details":{"request_id":"req_9","retry_after":1e400,"limit":10,"nested":{"n":[1e400,2]}}}}`},
+		{"problem+json", "application/problem+json", `{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"Slow down.","code":"RATE_LIMITED","request_id":"req_9","retry_after":1e400,"limit":10,"nested":{"n":[1e400,2]}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: 429, Header: http.Header{"Content-Type": {tt.contentType}},
+				Body: io.NopCloser(strings.NewReader(tt.body))}
+			got := apierror.Decode(resp)
+			want := apierror.Details{"request_id": "req_9", "retry_after": json.Number("1e400"), "limit": 10.0,
+				"nested": map[string]any{"n": []any{json.Number("1e400"), 2.0}}}
+			if got.Code != apierror.RateLimited || got.Foreign || !reflect.DeepEqual(got.Details, want) {
+				t.Errorf("Decode = %s foreign %v details %#v; want RATE_LIMITED with %#v", got.Code, got.Foreign, got.Details, want)
+			}
+		})
+	}
+	t.Run("trailing data", func(t *testing.T) {
+		resp := &http.Response{StatusCode: 429, Header: http.Header{"Content-Type": {"application/problem+json"}},
+			Body: io.NopCloser(strings.NewReader(`{"code":"RATE_LIMITED","detail":"x"} {"code":"NOT_FOUND"}`))}
+		if got := apierror.Decode(resp); !got.Foreign {
+			t.Errorf("Decode of problem+json with trailing data = %s, not foreign", got.Code)
+		}
+	})
 }
 
 func TestParseRetryAfter(t *testing.T) {

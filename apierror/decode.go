@@ -137,7 +137,7 @@ func decodeBody(contentType string, data []byte) *Error {
 	}
 	if mt == "application/problem+json" {
 		var p map[string]any
-		if json.Unmarshal(data, &p) != nil {
+		if unmarshalObject(data, &p) != nil {
 			return nil
 		}
 		code, _ := p["code"].(string)
@@ -168,8 +168,46 @@ func decodeBody(contentType string, data []byte) *Error {
 		return nil
 	}
 	var d Details
-	if len(env.Error.Details) > 0 && json.Unmarshal(env.Error.Details, &d) != nil {
+	if len(env.Error.Details) > 0 && unmarshalObject(env.Error.Details, &d) != nil {
 		d = nil
 	}
 	return &Error{Code: Code(env.Error.Code), Message: env.Error.Message, Details: d}
+}
+
+// unmarshalObject decodes the JSON object data into m as json.Unmarshal
+// does (numbers become float64), except that a number too large for a
+// float64 (1e400) stays a json.Number instead of failing the whole object:
+// a huge retry_after must not cost the request_id beside it.
+func unmarshalObject(data []byte, m *map[string]any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(m); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("apierror: data after the JSON object")
+	}
+	for k, v := range *m {
+		(*m)[k] = floats(v)
+	}
+	return nil
+}
+
+// floats turns the json.Numbers in v that fit a float64 into float64s.
+func floats(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if f, err := x.Float64(); err == nil {
+			return f
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = floats(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = floats(e)
+		}
+	}
+	return v
 }

@@ -179,6 +179,8 @@ func TestServerWaitOutOfRange(t *testing.T) {
 			client.Error{Attempts: 1, Stop: client.StopMaxWait, RetryAfter: maxServerWait}},
 		{"details.retry_after beyond float64", status(429, rateLimitedBody(`,"retry_after":"1e400"`)),
 			client.Error{Attempts: 1, Stop: client.StopMaxWait, RetryAfter: maxServerWait}},
+		{"details.retry_after beyond float64, a bare number", status(429, rateLimitedBody(`,"retry_after":1e400`)),
+			client.Error{Attempts: 1, Stop: client.StopMaxWait, RetryAfter: maxServerWait}},
 		{"x-ratelimit-reset beyond 2^31 s", status(429, rateLimitedBody(""), "X-RateLimit-Limit", "10",
 			"X-RateLimit-Remaining", "0", "X-RateLimit-Reset", strconv.FormatInt(time.Now().Unix()+1<<40, 10)),
 			client.Error{Attempts: 1, Stop: client.StopMaxWait}},
