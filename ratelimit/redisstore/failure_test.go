@@ -40,8 +40,9 @@ func TestRedisKilled(t *testing.T) {
 			}
 		}},
 		{"open", redisstore.FailOpen, func(t *testing.T, i int, r ratelimit.Result, err error) {
-			if err != nil || !r.Allowed || !r.Degraded {
-				t.Errorf("outage Take #%d = %+v, %v; want allowed and degraded", i, r, err)
+			// Reported as a fresh key: one unit taken, full a unit later.
+			if err != nil || !r.Allowed || !r.Degraded || r.Remaining != 3 || r.ResetAfter != 15*time.Minute {
+				t.Errorf("outage Take #%d = %+v, %v; want allowed and degraded, Remaining 3, ResetAfter 15m", i, r, err)
 			}
 		}},
 		{"closed", redisstore.FailClosed, func(t *testing.T, i int, r ratelimit.Result, err error) {

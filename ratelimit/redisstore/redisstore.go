@@ -316,9 +316,10 @@ func (s *Store) degrade(ctx context.Context, key string, policies []ratelimit.Po
 		if name == "" {
 			name = p.String()
 		}
-		// Remaining is unknown; report the policy as if the key were fresh.
+		// Remaining is unknown; report the policy as if the key were fresh:
+		// this request's cost taken, full again cost intervals later.
 		return ratelimit.Result{Allowed: true, Limit: p.Limit, Remaining: p.Capacity() - cost,
-			Policy: name, Window: p.Window, Degraded: true}, nil
+			ResetAfter: time.Duration(cost) * p.Interval(), Policy: name, Window: p.Window, Degraded: true}, nil
 	case FailClosed:
 		s.m.closedUnavailable.Inc()
 		return ratelimit.Result{}, fmt.Errorf("redisstore: take: %w: %w", ratelimit.ErrUnavailable, cause)
