@@ -449,6 +449,13 @@ func (g *Gateway) errorFor(in *http.Request, err error) *apierror.Error {
 		if ex != nil {
 			budget = ex.budget
 		}
+		if errors.Is(err, context.Canceled) {
+			// net/http cancelled the request as the connection's read
+			// deadline (the same instant, see deadlinePassed) passed, or
+			// an upgrade's context followed the request's: not a client
+			// gone, which middleware.Logger would log as 499.
+			err = fmt.Errorf("%w (%s)", context.DeadlineExceeded, err)
+		}
 		return timeout(err, budget)
 	case clientGone(ctx):
 		// context.Canceled stays in the chain, so the request is logged
@@ -564,10 +571,23 @@ func (w *informWriter) WriteHeader(code int) {
 // Hijack is how ReverseProxy takes the client's connection when the
 // upstream switches protocols (101): see upgraded.hijack.
 func (w *informWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	var (
+		conn net.Conn
+		brw  *bufio.ReadWriter
+		err  error
+	)
 	if w.up == nil {
-		return http.NewResponseController(w.ResponseWriter).Hijack()
+		conn, brw, err = http.NewResponseController(w.ResponseWriter).Hijack()
+	} else {
+		conn, brw, err = w.up.hijack(w.ResponseWriter)
 	}
-	return w.up.hijack(w.ResponseWriter)
+	if errors.Is(err, http.ErrNotSupported) {
+		// On ErrNotSupported, ReverseProxy returns without closing the
+		// upstream's connection, switched to a protocol no one speaks;
+		// on any other error it closes it.
+		err = fmt.Errorf("gateway: cannot switch protocols: the ResponseWriter cannot be hijacked (%v)", err)
+	}
+	return conn, brw, err
 }
 
 // Unwrap lets http.ResponseController (flushes) and apierror.Write reach

@@ -36,6 +36,12 @@ func TestRelocate(t *testing.T) {
 		{"http://up:9000/base", "http://user@up:9000/base/x", ""},
 		{"http://up:9000/base", "http://up:9000/%zz", ""},
 		{"http://up:9000", "/x", ""},
+		// Dot segments are resolved first, as the client resolves them.
+		{"http://up:9000/base", "/base/../secret", ""},
+		{"http://up:9000/base", "http://up:9000/base/x/../../secret", ""},
+		{"http://up:9000/base", "/base/..", ""},
+		{"http://up:9000/base", "/base/x/../y", "/y"},
+		{"http://up:9000/base", "http://up:9000/base/./x", "/x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.upstream+" "+tt.loc, func(t *testing.T) {

@@ -44,6 +44,11 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 	if ex != nil {
 		mergeRateHeaders(ex.w.Header(), res.Header)
 	}
+	if res.StatusCode == http.StatusSwitchingProtocols && !switchAsked(ex, res.Header) {
+		// ReverseProxy refuses such a switch too, but leaves the
+		// upstream's connection open; an error here has it closed.
+		return fmt.Errorf("gateway: upstream switched to %q, which was not asked for", res.Header.Get("Upgrade"))
+	}
 	if res.StatusCode < 400 {
 		if loc := res.Header.Get("Location"); loc != "" {
 			if to, ok := g.relocate(loc); ok {
@@ -222,6 +227,10 @@ func (g *Gateway) relocate(loc string) (string, bool) {
 	} else if !strings.HasPrefix(u.Path, "/") {
 		return "", false // relative to the request's path: right as it is
 	}
+	orig := u.EscapedPath()
+	// "." and ".." segments resolved, as the client will: "/base/../x" is
+	// not under the base.
+	u = new(url.URL).ResolveReference(u)
 	base := strings.TrimSuffix(g.upstream.EscapedPath(), "/")
 	p := u.EscapedPath()
 	switch {
@@ -236,7 +245,7 @@ func (g *Gateway) relocate(loc string) (string, bool) {
 	if p == "" {
 		p = "/"
 	}
-	if u.Scheme == "" && u.Host == "" && p == u.EscapedPath() {
+	if u.Scheme == "" && u.Host == "" && p == orig {
 		return "", false // a path the client can already use
 	}
 	if u.ForceQuery || u.RawQuery != "" {

@@ -43,6 +43,19 @@ func upgradeRequested(h http.Header) bool {
 	return false
 }
 
+// switchAsked reports whether h, the headers of a 101 Switching Protocols,
+// switch to the protocol the request of ex asked for, by ReverseProxy's
+// rule (the same, ASCII case-insensitive).
+func switchAsked(ex *exchange, h http.Header) bool {
+	if ex == nil || ex.up == nil || !upgradeRequested(h) {
+		return false
+	}
+	want, got := ex.in.Header.Get("Upgrade"), h.Get("Upgrade")
+	// The same length: no non-ASCII rune that folds to an ASCII letter
+	// (K, ſ), which ReverseProxy would refuse.
+	return len(got) == len(want) && strings.EqualFold(got, want)
+}
+
 // upgrades are the gateway's upgraded connections, for CloseUpgraded.
 type upgrades struct {
 	mu     sync.Mutex
@@ -59,6 +72,7 @@ type upgrades struct {
 type upgraded struct {
 	g      *Gateway
 	id     string             // the request id, for the log
+	parent context.Context    // the request's
 	ctx    context.Context    // the request's values, cancelled by it until detached
 	cancel context.CancelFunc // ends ctx
 	detach func() bool        // stops the request's end from cancelling ctx
@@ -79,6 +93,7 @@ func (g *Gateway) beginUpgrade(parent context.Context) *upgraded {
 	return &upgraded{
 		g:      g,
 		id:     middleware.RequestIDFrom(parent),
+		parent: parent,
 		ctx:    ctx,
 		cancel: cancel,
 		detach: context.AfterFunc(parent, cancel),
@@ -109,7 +124,9 @@ func (u *upgraded) hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, e
 		u.refused = true
 		return nil, nil, errShuttingDown
 	}
-	if !u.detach() {
+	// parent's Done is closed before its AfterFunc runs: detach may stop
+	// it after the request ended.
+	if !u.detach() || u.parent.Err() != nil {
 		// The deadline passed or the client left first: errorFor tells
 		// which from the request's own context.
 		return nil, nil, errors.New("gateway: the request ended before the protocol switch")
@@ -137,9 +154,10 @@ func (u *upgraded) idled() {
 // CloseUpgraded closes every upgraded connection the gateway is proxying
 // (WebSockets, after 101 Switching Protocols), and from then on refuses
 // new protocol switches with 503 SERVICE_UNAVAILABLE, reason
-// "shutting_down". It returns once the requests of the closed connections
-// have ended (and middleware.Logger has logged them), or with ctx's error
-// if ctx ends first.
+// "shutting_down". It returns once the Gateway's handling of the closed
+// connections has returned, or with ctx's error if ctx ends first. The
+// middleware around the Gateway (middleware.Logger's access line) runs
+// after that: CloseUpgraded cannot wait for it.
 //
 // http.Server.Shutdown neither closes nor waits for upgraded connections:
 // call CloseUpgraded when the server starts shutting down, as tollgate

@@ -210,3 +210,234 @@ func TestUpgradeDeadlineBeforeSwitch(t *testing.T) {
 	resp, body := h.do(t, "GET", "/ws", nil, "Connection", "Upgrade", "Upgrade", "echo")
 	envelope(t, resp, body, http.StatusGatewayTimeout, apierror.GatewayTimeout)
 }
+
+// switchingUpstream answers every request with 101 Switching Protocols to
+// protocol, asked for or not, then reads until its connection ends, which
+// it reports on ended.
+func switchingUpstream(t *testing.T, protocol string) (url string, ended <-chan struct{}) {
+	t.Helper()
+	done := make(chan struct{}, 8)
+	url = upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + protocol + "\r\n\r\n")
+		brw.Flush()
+		io.Copy(io.Discard, brw)
+		done <- struct{}{}
+	})
+	return url, done
+}
+
+// waitEnded waits for the upstream to see its connection end; the limit
+// is a guard against a hang, never reached when the test passes.
+func waitEnded(t *testing.T, ended <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream's connection is still open")
+	}
+}
+
+// TestUpgradeRefusedSwitchClosesUpstream: a 101 the gateway does not pass
+// on (to a request that asked for no upgrade, or to another protocol than
+// the one asked for) is 502 BAD_GATEWAY, and the upstream's connection,
+// switched to a protocol no one speaks, is closed.
+func TestUpgradeRefusedSwitchClosesUpstream(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		headers []string
+	}{
+		{"not asked", nil},
+		{"another protocol", []string{"Connection", "Upgrade", "Upgrade", "echo"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up, ended := switchingUpstream(t, "other")
+			h := newHarness(t, up, gateway.Options{})
+			resp, body := h.do(t, "GET", "/ws", nil, tt.headers...)
+			envelope(t, resp, body, http.StatusBadGateway, apierror.BadGateway)
+			waitEnded(t, ended)
+		})
+	}
+}
+
+// hideHijack is a middleware whose ResponseWriter cannot be hijacked, as
+// some third-party middleware's is.
+func hideHijack(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(struct{ http.ResponseWriter }{w}, r)
+	})
+}
+
+// TestUpgradeNotHijackable: behind a ResponseWriter that cannot be
+// hijacked, a switch is 502 BAD_GATEWAY, and the upstream's connection is
+// closed.
+func TestUpgradeNotHijackable(t *testing.T) {
+	up, ended := switchingUpstream(t, "echo")
+	u, err := gateway.ParseUpstream(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(u, gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(hideHijack(g))
+	t.Cleanup(srv.Close)
+	req, err := http.NewRequestWithContext(t.Context(), "GET", srv.URL+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	envelope(t, resp, body, http.StatusBadGateway, apierror.BadGateway)
+	waitEnded(t, ended)
+}
+
+// TestUpgradeEndsBeforeSwitch: a request whose deadline passes, or whose
+// client leaves, before the upstream's 101 arrives is 504 or 499, and the
+// upstream's connection is closed.
+func TestUpgradeEndsBeforeSwitch(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		status float64
+	}{{"deadline", 504}, {"client gone", 499}} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctxs := make(chan context.Context, 1)
+			arrived := make(chan struct{}, 1)
+			done := make(chan struct{}, 1)
+			up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+				arrived <- struct{}{}
+				conn, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer conn.Close()
+				<-(<-ctxs).Done() // the request has ended: answer now
+				brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+				brw.Flush()
+				io.Copy(io.Discard, brw)
+				done <- struct{}{}
+			})
+			var extra []middleware.Middleware
+			if tt.status == 504 {
+				extra = append(extra, middleware.Timeout(50*time.Millisecond))
+			}
+			h := newHarness(t, up, gateway.Options{}, append(extra, func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					ctxs <- r.Context()
+					next.ServeHTTP(w, r)
+				})
+			})...)
+			addr, served := frontServer(t, h, 0)
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second)) // a guard
+			io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "+h.key+
+				"\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			<-arrived
+			if tt.status == 499 {
+				conn.Close()
+			} else {
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 504 {
+					t.Errorf("status %d, want 504", resp.StatusCode)
+				}
+			}
+			<-served
+			waitEnded(t, done)
+			var got any
+			for line := range strings.Lines(h.logs.String()) {
+				var m map[string]any
+				if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == logjson.AccessMessage {
+					got = m["status"]
+				}
+			}
+			if got != tt.status {
+				t.Errorf("access line status %v, want %v:\n%s", got, tt.status, h.logs.String())
+			}
+		})
+	}
+}
+
+// TestCloseUpgradedConcurrent: CloseUpgraded while switches are under
+// way: every switch it let through is closed, every later one is refused
+// with 503, and no connection outlives it.
+func TestCloseUpgradedConcurrent(t *testing.T) {
+	up, _ := echoUpstream(t)
+	h := newHarness(t, up, gateway.Options{UpgradeIdleTimeout: time.Hour})
+	addr, _ := frontServer(t, h, 0)
+	const n = 6
+	type result struct {
+		status int
+		err    error // the read after the switch
+	}
+	results := make(chan result, n)
+	start := make(chan struct{})
+	closed := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second)) // a guard
+			io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "+h.key+
+				"\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				results <- result{status: resp.StatusCode}
+				return
+			}
+			<-closed
+			_, err = br.ReadByte()
+			results <- result{status: resp.StatusCode, err: err}
+		}()
+	}
+	close(start)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := h.gw.CloseUpgraded(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(closed)
+	for range n {
+		r := <-results
+		switch {
+		case r.status == http.StatusSwitchingProtocols && !errors.Is(r.err, io.EOF):
+			// A switch after CloseUpgraded returned would stay open.
+			t.Errorf("switched connection after CloseUpgraded: read %v, want EOF", r.err)
+		case r.status != http.StatusSwitchingProtocols && r.status != http.StatusServiceUnavailable:
+			t.Errorf("answer %d, %v; want 101 then EOF, or 503", r.status, r.err)
+		}
+	}
+}

@@ -184,7 +184,14 @@ func TestGatewayUpgrade(t *testing.T) {
 		t.Errorf("read after the gateway stopped = %q, %v; want EOF", b, err)
 	}
 	<-ended
-	if !regexp.MustCompile(`"request_id":"` + regexp.QuoteMeta(id) + `".*"status":101`).MatchString(logs.String()) {
-		t.Errorf("no access line with status 101 for %s:\n%s", id, logs.Tail(4000))
+	// The access line is written as the connection's request returns,
+	// which may be just after run did (CloseUpgraded cannot wait for the
+	// middleware around the gateway): wait for it.
+	line := regexp.MustCompile(`"request_id":"` + regexp.QuoteMeta(id) + `".*"status":101`)
+	for i := 0; !line.MatchString(logs.String()); i++ {
+		if i == 1000 { // a guard: the line follows at once
+			t.Fatalf("no access line with status 101 for %s:\n%s", id, logs.Tail(4000))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
