@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -74,10 +77,22 @@ var falseValue = false
 // removed. Any error that is not an *Error becomes
 // INTERNAL_ERROR with a generic message; its text is never sent.
 //
+// When r's context has already ended (its deadline, its client gone), the
+// answer carries Connection: close, and a cancellation that came as the
+// deadline passed is answered as the timeout it is (503, reason
+// "timeout").
+//
 // Write is the only code in tollgate that writes an error body. It must be
 // called before anything else was written to w.
 func Write(w http.ResponseWriter, r *http.Request, err error) {
 	e := From(err)
+	if r != nil && e.Code == ServiceUnavailable && errors.Is(e, context.Canceled) && !errors.Is(e, context.DeadlineExceeded) && deadlinePassed(r.Context()) {
+		// Cancelled as its deadline passed: net/http cancels a request
+		// whose connection read fails, and middleware.Timeout's read
+		// deadline (the same instant) may fire before the context's own
+		// timer. A timeout, not a client gone (logged as 499).
+		e = From(fmt.Errorf("%w (%v)", context.DeadlineExceeded, err))
+	}
 	if e.Code == InternalError || !e.Code.Known() {
 		// Never send internal text: the message is the generic one.
 		e = &Error{Code: InternalError, Message: InternalError.Message(), Details: e.Details, Header: e.Header, cause: e}
@@ -117,6 +132,14 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	}
 	h["Cache-Control"] = hv.set(3, "no-store")
+	if r != nil && r.Context().Err() != nil {
+		// The request ended before its answer (its deadline, its client
+		// gone, a shutdown): net/http may have cancelled the whole
+		// connection's context with it (a read deadline that fired in its
+		// background read), and every later request on the connection
+		// would start cancelled. This answer is the connection's last.
+		h["Connection"] = hv.set(6, "close")
+	}
 	delete(h, "Content-Length")
 	if t := trackerOf(w); t != nil {
 		t.TrackError(e)
@@ -154,10 +177,16 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// deadlinePassed reports whether ctx has a deadline and it has passed.
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
 // headerValues holds the header values one Write sets, and its extra
 // details members, in one allocation.
 type headerValues struct {
-	vals   [6][1]string
+	vals   [7][1]string
 	length [20]byte
 	extra  [2]member
 }

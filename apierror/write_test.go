@@ -1,9 +1,12 @@
 package apierror_test
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/apierror"
 )
@@ -27,6 +30,57 @@ func TestWriteDropsLocation(t *testing.T) {
 			apierror.Write(w, httptest.NewRequest(http.MethodPost, "/v1/things", nil), tt.err)
 			if got := w.Header().Get("Location"); got != tt.want {
 				t.Errorf("Location = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestWriteEndedRequest: an error written for a request whose context has
+// ended closes the connection after it, and a cancellation that came with
+// a passed deadline is answered as the timeout it is.
+func TestWriteEndedRequest(t *testing.T) {
+	past := time.Now().Add(-time.Second)
+	cancelled := func() context.Context {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return ctx
+	}
+	withDeadline := func(parent context.Context, d time.Time) context.Context {
+		ctx, cancel := context.WithDeadline(parent, d)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	tests := []struct {
+		name       string
+		ctx        context.Context
+		err        error
+		wantReason string
+		wantClose  bool
+	}{
+		{"live request", context.Background(), context.Canceled, "cancelled", false},
+		{"client gone", cancelled(), context.Canceled, "cancelled", true},
+		{"deadline passed", withDeadline(context.Background(), past), context.DeadlineExceeded, "timeout", true},
+		// net/http cancelled it as the read deadline fired, before the
+		// context's own timer.
+		{"cancelled at its deadline", withDeadline(cancelled(), past), context.Canceled, "timeout", true},
+		{"cancelled before its deadline", withDeadline(cancelled(), time.Now().Add(time.Hour)), context.Canceled, "cancelled", true},
+		{"another error of an ended request", cancelled(), apierror.New(apierror.NotFound, ""), "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			apierror.Write(w, httptest.NewRequest("GET", "/", nil).WithContext(tt.ctx), tt.err)
+			var body struct {
+				Error struct {
+					Details map[string]any `json:"details"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+				t.Fatal(err)
+			}
+			reason, _ := body.Error.Details["reason"].(string)
+			if reason != tt.wantReason || (w.Header().Get("Connection") == "close") != tt.wantClose {
+				t.Errorf("reason %q, Connection %q; want %q, close %v", reason, w.Header().Get("Connection"), tt.wantReason, tt.wantClose)
 			}
 		})
 	}

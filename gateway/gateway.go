@@ -174,6 +174,13 @@ type Options struct {
 	// timeouts: it lasts until either side closes it, this timeout, or
 	// CloseUpgraded. Zero means DefaultUpgradeIdleTimeout.
 	UpgradeIdleTimeout time.Duration
+	// MaxUpgraded bounds the upgrade requests in flight, switched or on
+	// their way: one more is refused with 503 SERVICE_UNAVAILABLE, reason
+	// "overloaded", Retry-After: 1, before it reaches the upstream. A
+	// switched connection gives back its middleware.Concurrency slot (it
+	// may live for hours), so this is what bounds them. Zero means
+	// DefaultMaxUpgraded.
+	MaxUpgraded int
 	// Logger receives, at WARN, why a streaming 1xx–3xx body failed
 	// ("upstream body failed", with request_id and error) and
 	// ReverseProxy's other messages; nil discards them. Failures answered
@@ -213,6 +220,12 @@ func New(upstream *url.URL, opts Options) (*Gateway, error) {
 	if opts.UpgradeIdleTimeout == 0 {
 		opts.UpgradeIdleTimeout = DefaultUpgradeIdleTimeout
 	}
+	if opts.MaxUpgraded < 0 {
+		return nil, fmt.Errorf("gateway: negative MaxUpgraded %d", opts.MaxUpgraded)
+	}
+	if opts.MaxUpgraded == 0 {
+		opts.MaxUpgraded = DefaultMaxUpgraded
+	}
 	if opts.Transport == nil {
 		opts.Transport = newTransport()
 	}
@@ -221,6 +234,9 @@ func New(upstream *url.URL, opts Options) (*Gateway, error) {
 	}
 	u := *upstream
 	g := &Gateway{upstream: &u, timeout: opts.Timeout, trust: opts.TrustForwarded, log: opts.Logger, idle: opts.UpgradeIdleTimeout}
+	g.ups.max = opts.MaxUpgraded
+	g.ups.refusal = apierror.New(apierror.ServiceUnavailable, "Too many upgraded connections; retry shortly.").
+		With("reason", "overloaded").WithRetryAfter(time.Second)
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
 		Transport:      &headerTimeout{next: opts.Transport, d: opts.Timeout},
@@ -339,7 +355,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	ex.in = r
 	out := r // what the proxy gets; failures are answered for r
 	if upgradeRequested(r.Header) {
-		iw.up = g.beginUpgrade(r.Context())
+		if iw.up = g.beginUpgrade(r.Context()); iw.up == nil {
+			apierror.Write(w, r, g.ups.refusal)
+			return
+		}
 		ex.up = iw.up
 		defer iw.up.end()
 		out = r.WithContext(iw.up.ctx)

@@ -20,6 +20,10 @@ import (
 // for Options whose UpgradeIdleTimeout is zero.
 const DefaultUpgradeIdleTimeout = 5 * time.Minute
 
+// DefaultMaxUpgraded is the bound on upgrade requests in flight for
+// Options whose MaxUpgraded is zero.
+const DefaultMaxUpgraded = 10000
+
 // errShuttingDown refuses an upgrade once CloseUpgraded has run (see
 // upgraded.refused).
 var errShuttingDown = errors.New("gateway: shutting down: no new upgraded connections")
@@ -56,11 +60,15 @@ func switchAsked(ex *exchange, h http.Header) bool {
 	return len(got) == len(want) && strings.EqualFold(got, want)
 }
 
-// upgrades are the gateway's upgraded connections, for CloseUpgraded.
+// upgrades are the gateway's upgrade requests: how many are in flight,
+// for Options.MaxUpgraded, and those switched, for CloseUpgraded.
 type upgrades struct {
-	mu     sync.Mutex
-	live   map[*upgraded]struct{} // those switched and not yet ended
-	closed bool                   // CloseUpgraded ran: no more switches
+	mu      sync.Mutex
+	n       int                    // upgrade requests in flight, switched or not
+	max     int                    // Options.MaxUpgraded
+	refusal *apierror.Error        // the answer past max, built once
+	live    map[*upgraded]struct{} // those switched and not yet ended
+	closed  bool                   // CloseUpgraded ran: no more switches
 }
 
 // upgraded is one request asking for a protocol upgrade (a WebSocket
@@ -88,7 +96,18 @@ type upgraded struct {
 // parent. The request is proxied with u.ctx: ReverseProxy closes the
 // upstream's connection when that context ends, so it must outlive the
 // request's deadline once the protocols have switched.
+// It returns nil when Options.MaxUpgraded upgrade requests are already in
+// flight.
 func (g *Gateway) beginUpgrade(parent context.Context) *upgraded {
+	g.ups.mu.Lock()
+	full := g.ups.n >= g.ups.max
+	if !full {
+		g.ups.n++
+	}
+	g.ups.mu.Unlock()
+	if full {
+		return nil
+	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	return &upgraded{
 		g:      g,
@@ -106,6 +125,7 @@ func (u *upgraded) end() {
 	u.detach()
 	u.cancel()
 	u.g.ups.mu.Lock()
+	u.g.ups.n--
 	delete(u.g.ups.live, u)
 	u.g.ups.mu.Unlock()
 	close(u.done)

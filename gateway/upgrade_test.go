@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,7 +112,8 @@ func accessLine(t *testing.T, logs *testenv.Buffer, id string) map[string]any {
 // the request is logged as 101 when it ends.
 func TestUpgradeOutlivesDeadline(t *testing.T) {
 	up, ended := echoUpstream(t)
-	const deadline = 50 * time.Millisecond
+	// Long enough for the switch to happen first on a loaded machine.
+	const deadline = 300 * time.Millisecond
 	ctxs := make(chan context.Context, 1) // the request's, as the gateway gets it
 	h := newHarness(t, up, gateway.Options{}, middleware.Timeout(deadline), func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -149,11 +151,12 @@ func TestUpgradeIdle(t *testing.T) {
 	logs := &testenv.Buffer{}
 	h := newHarness(t, up, gateway.Options{UpgradeIdleTimeout: 20 * time.Millisecond, Logger: slog.New(logjson.New(logs, nil))})
 	addr, served := frontServer(t, h, 0)
-	conn, br, resp := dialUpgrade(t, addr, h.key)
+	_, br, resp := dialUpgrade(t, addr, h.key)
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("answer %d, want 101", resp.StatusCode)
 	}
-	echo(t, conn, br, "one")
+	// No exchange first: on a loaded machine it could take longer than
+	// the timeout. TestIdleConnCheck covers traffic putting it off.
 	if n, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Fatalf("read on an idle connection = %q, %v; want EOF", n, err)
 	}
@@ -440,4 +443,44 @@ func TestCloseUpgradedConcurrent(t *testing.T) {
 			t.Errorf("answer %d, %v; want 101 then EOF, or 503", r.status, r.err)
 		}
 	}
+}
+
+// TestMaxUpgraded: past Options.MaxUpgraded upgrade requests in flight,
+// one more is refused with 503 overloaded before it reaches the upstream;
+// once a switched connection ends, its place is free again.
+func TestMaxUpgraded(t *testing.T) {
+	var reached atomic.Int32
+	ended := make(chan struct{}, 4)
+	switcher := testenv.EchoUpgrade(ended)
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		switcher(w, r)
+	})
+	h := newHarness(t, up, gateway.Options{MaxUpgraded: 1})
+	addr, served := frontServer(t, h, 0)
+	conn, br, resp := dialUpgrade(t, addr, h.key)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("first: %d, want 101", resp.StatusCode)
+	}
+	echo(t, conn, br, "open")
+
+	_, _, resp2 := dialUpgrade(t, addr, h.key)
+	body, err := io.ReadAll(resp2.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := envelope(t, resp2, body, http.StatusServiceUnavailable, apierror.ServiceUnavailable)
+	if d["reason"] != "overloaded" || resp2.Header.Get("Retry-After") != "1" || reached.Load() != 1 {
+		t.Errorf("second: reason %v, Retry-After %q, upstream reached %d times; want overloaded, 1, once", d["reason"], resp2.Header.Get("Retry-After"), reached.Load())
+	}
+	<-served // the refused one
+
+	conn.Close()
+	<-ended
+	<-served
+	conn3, br3, resp3 := dialUpgrade(t, addr, h.key)
+	if resp3.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("after the first ended: %d, want 101", resp3.StatusCode)
+	}
+	echo(t, conn3, br3, "again")
 }

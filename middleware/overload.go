@@ -19,7 +19,11 @@ func DefaultConcurrency() int { return 64 * runtime.GOMAXPROCS(0) }
 // refused at once with 503 SERVICE_UNAVAILABLE, reason "overloaded", and
 // Retry-After: 1, instead of queueing without bound. Refusing early keeps
 // the latency of the admitted requests close to that of an idle server.
-// n ≤ 0 means DefaultConcurrency().
+// n ≤ 0 means DefaultConcurrency(). A request whose connection is hijacked
+// (a WebSocket after 101 Switching Protocols) gives its slot back then,
+// when Concurrency runs inside RequestID, Logger or Metrics (whose writer
+// sees the hijack): the connection may live for hours and is no longer a
+// request.
 func Concurrency(n int) Middleware {
 	if n <= 0 {
 		n = DefaultConcurrency()
@@ -36,7 +40,17 @@ func Concurrency(n int) Middleware {
 				apierror.Write(w, r, refusal)
 				return
 			}
-			defer func() { <-slots }()
+			if st := stateFrom(r.Context()); st != nil && st.rec.slots == nil {
+				st.rec.slots = slots // the recorder gives it back on a hijack
+				defer func() {
+					if st.rec.slots != nil {
+						st.rec.slots = nil
+						<-slots
+					}
+				}()
+			} else {
+				defer func() { <-slots }()
+			}
 			next.ServeHTTP(w, r)
 		})
 	}
@@ -48,6 +62,10 @@ func Concurrency(n int) Middleware {
 // connection's read deadline is set to the same instant, so a body that
 // trickles in cannot hold the request (and a Concurrency slot) for the
 // server's whole ReadTimeout: its read fails, and the request gets its 400.
+// A request that runs past its deadline is the last on its connection
+// (apierror.Write adds Connection: close): when that read deadline fires
+// in net/http's background read, net/http cancels the connection's
+// context, which every later request on it would inherit.
 func Timeout(d time.Duration) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

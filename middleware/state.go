@@ -162,6 +162,9 @@ type recorder struct {
 	status int
 	bytes  int64
 	err    *apierror.Error
+	// slots is the Concurrency limit holding a slot for this request,
+	// given back when the connection is hijacked (see Hijack).
+	slots chan struct{}
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -196,11 +199,19 @@ func (w *recorder) Flush() {
 
 // Hijack implements http.Hijacker when the underlying writer does. A
 // connection taken before any response is one switching protocols (a
-// WebSocket): it is logged and counted as 101.
+// WebSocket): it is logged and counted as 101. A hijacked connection is
+// no longer a request: it gives its Concurrency slot back, so that
+// long-lived connections do not starve the requests.
 func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil && w.status == 0 {
-		w.status = http.StatusSwitchingProtocols
+	if err == nil {
+		if w.status == 0 {
+			w.status = http.StatusSwitchingProtocols
+		}
+		if w.slots != nil {
+			<-w.slots
+			w.slots = nil
+		}
 	}
 	return c, rw, err
 }

@@ -28,6 +28,7 @@ var envFlags = map[string]string{
 	"upstream":              "TOLLGATE_UPSTREAM",
 	"upstream-timeout":      "TOLLGATE_UPSTREAM_TIMEOUT",
 	"upgrade-idle-timeout":  "TOLLGATE_UPGRADE_IDLE_TIMEOUT",
+	"max-upgraded":          "TOLLGATE_MAX_UPGRADED",
 	"trust-forwarded":       "TOLLGATE_TRUST_FORWARDED",
 }
 

@@ -38,6 +38,7 @@ type gatewayConfig struct {
 	upstream        *url.URL
 	upstreamTimeout time.Duration
 	upgradeIdle     time.Duration
+	maxUpgraded     int
 	trustForwarded  bool
 }
 
@@ -53,6 +54,7 @@ func parseGateway(e env, args []string) (gatewayConfig, error) {
 	upstream := fs.String("upstream", "", "URL of the upstream service, http:// or https://, optionally with a base path (required; env TOLLGATE_UPSTREAM)")
 	fs.DurationVar(&c.upstreamTimeout, "upstream-timeout", gateway.DefaultTimeout, "wait for the upstream's response headers; past it 504 (env TOLLGATE_UPSTREAM_TIMEOUT)")
 	fs.DurationVar(&c.upgradeIdle, "upgrade-idle-timeout", gateway.DefaultUpgradeIdleTimeout, "close an upgraded connection (WebSocket) that carried nothing either way for this long (env TOLLGATE_UPGRADE_IDLE_TIMEOUT)")
+	fs.IntVar(&c.maxUpgraded, "max-upgraded", gateway.DefaultMaxUpgraded, "upgraded connections (WebSockets) at once, on top of --max-concurrency; past it 503 (env TOLLGATE_MAX_UPGRADED)")
 	fs.BoolVar(&c.trustForwarded, "trust-forwarded", false, "keep the client's X-Forwarded-For, -Host and -Proto: only behind a proxy that sets them (env TOLLGATE_TRUST_FORWARDED)")
 	fs.Usage = func() {
 		fmt.Fprint(e.stderr, gatewayUsage)
@@ -80,6 +82,9 @@ func parseGateway(e env, args []string) (gatewayConfig, error) {
 	if err := positive("upgrade-idle-timeout", c.upgradeIdle); err != nil {
 		return c, err
 	}
+	if err := positive("max-upgraded", c.maxUpgraded); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -102,6 +107,7 @@ func gatewayCmd(ctx context.Context, e env, args []string) error {
 	g, err := gateway.New(c.upstream, gateway.Options{
 		Timeout:            c.upstreamTimeout,
 		UpgradeIdleTimeout: c.upgradeIdle,
+		MaxUpgraded:        c.maxUpgraded,
 		TrustForwarded:     c.trustForwarded,
 		Logger:             s.log,
 	})

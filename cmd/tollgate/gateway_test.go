@@ -195,6 +195,7 @@ func TestGatewayUsage(t *testing.T) {
 		{"upstream port zero", []string{"--upstream", "http://127.0.0.1:0"}, nil, "port"},
 		{"zero upstream timeout", []string{"--upstream", "http://h", "--upstream-timeout", "0s"}, nil, "-upstream-timeout"},
 		{"negative upgrade idle timeout", []string{"--upstream", "http://h", "--upgrade-idle-timeout", "-1s"}, nil, "-upgrade-idle-timeout"},
+		{"zero max upgraded from env", []string{"--upstream", "http://h"}, map[string]string{"TOLLGATE_MAX_UPGRADED": "0"}, "TOLLGATE_MAX_UPGRADED"},
 		{"zero request timeout from env", []string{"--upstream", "http://h"}, map[string]string{"TOLLGATE_REQUEST_TIMEOUT": "0"}, "TOLLGATE_REQUEST_TIMEOUT"},
 		{"bad rate", []string{"--upstream", "http://h", "--rate-default", "lots"}, nil, "-rate-default"},
 		{"extra words", []string{"--upstream", "http://h", "more"}, nil, "unexpected arguments"},
@@ -229,10 +230,12 @@ func TestGatewayConfigPrecedence(t *testing.T) {
 		wantTimeout  time.Duration
 		wantRequest  time.Duration
 		wantIdle     time.Duration
+		wantMaxUp    int
 	}{
-		{"env", nil, map[string]string{"TOLLGATE_UPSTREAM": "http://env:1", "TOLLGATE_UPSTREAM_TIMEOUT": "3s", "TOLLGATE_UPGRADE_IDLE_TIMEOUT": "90s"}, "http://env:1", 3 * time.Second, time.Minute, 90 * time.Second},
-		{"flag over env", []string{"--upstream", "https://flag/base", "--request-timeout", "5s", "--upgrade-idle-timeout", "1h"}, map[string]string{"TOLLGATE_UPSTREAM": "http://env:1", "TOLLGATE_UPGRADE_IDLE_TIMEOUT": "90s"}, "https://flag/base", gateway.DefaultTimeout, 5 * time.Second, time.Hour},
-		{"defaults", []string{"--upstream", "http://h"}, nil, "http://h", gateway.DefaultTimeout, time.Minute, gateway.DefaultUpgradeIdleTimeout},
+		{"env", nil, map[string]string{"TOLLGATE_UPSTREAM": "http://env:1", "TOLLGATE_UPSTREAM_TIMEOUT": "3s", "TOLLGATE_UPGRADE_IDLE_TIMEOUT": "90s"}, "http://env:1", 3 * time.Second, time.Minute, 90 * time.Second, gateway.DefaultMaxUpgraded},
+		{"flag over env", []string{"--upstream", "https://flag/base", "--request-timeout", "5s", "--upgrade-idle-timeout", "1h", "--max-upgraded", "7"}, map[string]string{"TOLLGATE_UPSTREAM": "http://env:1", "TOLLGATE_UPGRADE_IDLE_TIMEOUT": "90s", "TOLLGATE_MAX_UPGRADED": "9"}, "https://flag/base", gateway.DefaultTimeout, 5 * time.Second, time.Hour, 7},
+		{"defaults", []string{"--upstream", "http://h"}, nil, "http://h", gateway.DefaultTimeout, time.Minute, gateway.DefaultUpgradeIdleTimeout, gateway.DefaultMaxUpgraded},
+		{"max upgraded from env", []string{"--upstream", "http://h"}, map[string]string{"TOLLGATE_MAX_UPGRADED": "9"}, "http://h", gateway.DefaultTimeout, time.Minute, gateway.DefaultUpgradeIdleTimeout, 9},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,8 +243,8 @@ func TestGatewayConfigPrecedence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.upstream.String() != tt.wantUpstream || c.upstreamTimeout != tt.wantTimeout || c.requestTimeout != tt.wantRequest || c.upgradeIdle != tt.wantIdle || c.addr != "localhost:8080" {
-				t.Errorf("upstream %q timeout %v request %v upgrade idle %v addr %q, want %q %v %v %v localhost:8080", c.upstream, c.upstreamTimeout, c.requestTimeout, c.upgradeIdle, c.addr, tt.wantUpstream, tt.wantTimeout, tt.wantRequest, tt.wantIdle)
+			if c.upstream.String() != tt.wantUpstream || c.upstreamTimeout != tt.wantTimeout || c.requestTimeout != tt.wantRequest || c.upgradeIdle != tt.wantIdle || c.maxUpgraded != tt.wantMaxUp || c.addr != "localhost:8080" {
+				t.Errorf("upstream %q timeout %v request %v upgrade idle %v max upgraded %d addr %q, want %q %v %v %v %d localhost:8080", c.upstream, c.upstreamTimeout, c.requestTimeout, c.upgradeIdle, c.maxUpgraded, c.addr, tt.wantUpstream, tt.wantTimeout, tt.wantRequest, tt.wantIdle, tt.wantMaxUp)
 			}
 		})
 	}

@@ -178,7 +178,11 @@ func printCreated(out io.Writer, ck api.CreatedKey, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(out).Encode(ck)
 	}
-	fmt.Fprintf(out, "%s\n\nid:     %s\nname:   %s\nscopes: %s\n", ck.Secret, ck.ID, printable(ck.Name), strings.Join(ck.Scopes, ","))
+	rate := ck.Rate
+	if rate == "" {
+		rate = "the server's default (--rate-default)"
+	}
+	fmt.Fprintf(out, "%s\n\nid:     %s\nname:   %s\nscopes: %s\nrate:   %s\n", ck.Secret, ck.ID, printable(ck.Name), strings.Join(ck.Scopes, ","), rate)
 	if ck.ExpiresAt != nil {
 		fmt.Fprintf(out, "expires: %s\n", ck.ExpiresAt.Format(time.RFC3339))
 	}

@@ -331,6 +331,7 @@ func TestRedactDSN(t *testing.T) {
 		// Passwords that parse as a port and a path or a fragment.
 		{"password like a port and a path", "postgres://user:1234/abc@host/db", "postgres://xxxxx@host/db"},
 		{"password like a port and a fragment", "redis://:1234#5@host:6379", "redis://xxxxx@host:6379"},
+		{"password like a port and a query", "postgres://user:1234?abc@host/db", "postgres://xxxxx@host/db"},
 		{"@ in the query only", "postgres://h/test?application_name=a@b", "postgres://h/test?application_name=a@b"},
 	}
 	for _, tt := range tests {
@@ -395,11 +396,15 @@ func TestKeysCLI(t *testing.T) {
 		t.Errorf("created = %+v", created)
 	}
 	out = runOK(t, "keys", "create", "--database", db, "--name", "plain", "--scopes", "*")
-	if !regexp.MustCompile(`(?m)^tg_live_[0-9A-Za-z]+$`).MatchString(out) || !strings.Contains(out, "shown once") {
+	if !regexp.MustCompile(`(?m)^tg_live_[0-9A-Za-z]+$`).MatchString(out) || !strings.Contains(out, "shown once") ||
+		!strings.Contains(out, "\nrate:   the server's default (--rate-default)\n") {
 		t.Errorf("create (text) = %s", out)
 	}
+	if out := runOK(t, "keys", "create", "--database", db, "--name", "rated", "--scopes", "*", "--rate", "600/1m"); !strings.Contains(out, "\nrate:   600/1m\n") {
+		t.Errorf("create --rate 600/1m (text) = %s", out)
+	}
 	var list []api.Key
-	if err := json.Unmarshal([]byte(runOK(t, "keys", "list", "--database", db, "--json")), &list); err != nil || len(list) != 2 {
+	if err := json.Unmarshal([]byte(runOK(t, "keys", "list", "--database", db, "--json")), &list); err != nil || len(list) != 3 {
 		t.Fatalf("list --json = %v %v", list, err)
 	}
 	if text := runOK(t, "keys", "list", "--database", db); strings.Contains(text, created.Secret) || !strings.Contains(text, created.ID) {

@@ -305,10 +305,13 @@ func start(ctx context.Context, e env, c serveConfig, was int, raised bool, o st
 
 // serve runs the server until ctx ends and its requests drain, with the
 // verifier's last_used_at flusher beside it and, when bg is not nil, bg,
-// stopped once the server has.
+// stopped once the server has. The flusher's last flush comes after the
+// drain: requests still in flight when ctx ends use keys too.
 func (s *started) serve(ctx context.Context, bg func(ctx context.Context)) error {
+	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFlush()
 	flushed := make(chan error, 1)
-	go func() { flushed <- s.verifier.Run(ctx, 10*time.Second) }()
+	go func() { flushed <- s.verifier.Run(flushCtx, 10*time.Second) }()
 	bgCtx, stopBG := context.WithCancel(ctx)
 	bgDone := make(chan struct{})
 	go func() {
@@ -320,6 +323,7 @@ func (s *started) serve(ctx context.Context, bg func(ctx context.Context)) error
 	err := s.srv.Serve(ctx, s.l)
 	stopBG()
 	<-bgDone
+	stopFlush()
 	if ferr := <-flushed; ferr != nil {
 		s.log.Warn("last_used_at flush failed", "err", ferr)
 	}

@@ -44,8 +44,10 @@ func redactDSN(dsn string) string {
 	// A password holding "/", "#" or "?" after digits parses as a port and
 	// a path ("postgres://u:1234/x@h/db"): no user info is found. So text
 	// that has an "@" before any query but no user info is redacted as text
-	// too.
-	if err != nil || u.User == nil && strings.Contains(strings.SplitN(dsn, "?", 2)[0], "@") {
+	// too, and so is a query holding an "@" right after a port
+	// ("postgres://u:1234?x@h/db"; a real URL has a path there).
+	if err != nil || u.User == nil && (strings.Contains(strings.SplitN(dsn, "?", 2)[0], "@") ||
+		u.Port() != "" && u.Path == "" && strings.Contains(u.RawQuery, "@")) {
 		scheme, rest, ok := strings.Cut(dsn, "://")
 		if !ok {
 			return dsn

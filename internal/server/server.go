@@ -117,30 +117,33 @@ func New(cfg Config) *Server {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	s := &Server{cfg: cfg, router: middleware.NewRouter(), reg: reg}
-	s.router.HandleFunc("GET /healthz", s.healthz)
-	s.router.HandleFunc("GET /readyz", s.readyz)
-	s.router.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	limit := middleware.BodyLimit(cfg.BodyLimit)
+	s.router.Handle("GET /healthz", limit(http.HandlerFunc(s.healthz)))
+	s.router.Handle("GET /readyz", limit(http.HandlerFunc(s.readyz)))
+	s.router.Handle("GET /metrics", limit(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	return s
 }
 
 // Registry returns the metrics registry served on /metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
-// Handle registers h, behind the configured Guards, for a ServeMux
-// pattern.
+// Handle registers h, behind BodyLimit and the configured Guards, for a
+// ServeMux pattern.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.router.Handle(pattern, middleware.Chain(s.cfg.Guards...)(h))
+	ms := append([]middleware.Middleware{middleware.BodyLimit(s.cfg.BodyLimit)}, s.cfg.Guards...)
+	s.router.Handle(pattern, middleware.Chain(ms...)(h))
 }
 
 // Handler returns the whole chain: RequestID, Metrics, Logger, Recover,
-// BodyLimit, then the router.
+// then the router, and BodyLimit on each route. BodyLimit runs once the
+// router matched, so that a 413 is logged and counted under its route
+// pattern, and a path no route matches is 404 whatever its body.
 func (s *Server) Handler() http.Handler {
 	ms := []middleware.Middleware{
 		middleware.RequestID(s.cfg.Now),
 		middleware.Metrics(s.reg, s.cfg.Now),
 		middleware.Logger(s.cfg.Logger, s.cfg.Now),
 		middleware.Recover(s.cfg.Logger),
-		middleware.BodyLimit(s.cfg.BodyLimit),
 	}
 	if s.cfg.SuccessField {
 		ms = append(ms, successField)
