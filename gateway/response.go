@@ -245,6 +245,11 @@ func (g *Gateway) relocate(loc string) (string, bool) {
 	if p == "" {
 		p = "/"
 	}
+	if strings.HasPrefix(p, "//") {
+		// As a Location, "//evil.example/x" is another host: kept as it
+		// is, pointing at the upstream, rather than made an open redirect.
+		return "", false
+	}
 	if u.Scheme == "" && u.Host == "" && p == orig {
 		return "", false // a path the client can already use
 	}
