@@ -4,6 +4,12 @@
 // Commits are durable with PostgreSQL's default synchronous_commit=on.
 // Migrations are applied at Open under a session advisory lock scoped to
 // the connection's schema, so instances starting together migrate once.
+//
+// Every connection runs READ COMMITTED, whatever default_transaction_isolation
+// the database, role or URL sets: the statements are written for it. A
+// write the server refuses for now (a serialization failure or deadlock,
+// lock_timeout, a read-only server such as a standby) is
+// store.ErrUnavailable, like an unreachable one.
 package postgres
 
 import (
@@ -70,6 +76,17 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err) // pgx redacts the password
+	}
+	// Every statement is written for READ COMMITTED: a write that waits
+	// for a concurrent one's row lock then goes on with the row as it was
+	// committed. Under a default of repeatable read or serializable (set
+	// for the database, the role or in the URL) it would fail with a
+	// serialization error instead, a 503 for a mere concurrent write. SET
+	// on each new connection overrides those defaults; a startup
+	// parameter would too, but PgBouncer refuses unknown ones.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `SET default_transaction_isolation = 'read committed'`)
+		return err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -206,7 +223,9 @@ func wrapErr(err error) error {
 		case len(pe.Code) == 5 && (pe.Code[:2] == "08" || // connection exception
 			pe.Code[:2] == "53" || // insufficient resources
 			pe.Code[:2] == "57" || // operator intervention: shutdown, cannot connect now, statement timeout
-			pe.Code[:2] == "40"): // serialization failure, deadlock: retry
+			pe.Code[:2] == "40" || // serialization failure, deadlock: retry
+			pe.Code == "55P03" || // lock_not_available: waited past lock_timeout
+			pe.Code == "25006"): // read_only_sql_transaction: a standby, or writes turned off
 			return store.Unavailable(err)
 		}
 		return err

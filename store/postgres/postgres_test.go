@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
+	"net/url"
 	"testing"
 	"time"
 
@@ -168,5 +171,238 @@ func TestTouchKeysLocksInIDOrder(t *testing.T) {
 		if lockErr != nil {
 			t.Fatalf("round %d: while TouchKeys waited for key %s it held others (%v): it locks keys out of ID order, so two concurrent calls can deadlock", round, ids[0], lockErr)
 		}
+	}
+}
+
+// TestWritesUnderServerIsolationDefault: the store's statements are
+// written for READ COMMITTED (a write that waited for a row lock goes on
+// with the row as the other transaction committed it). An operator may set
+// default_transaction_isolation to repeatable read or serializable for the
+// database or role (here: in the URL, which does the same for a session);
+// a write that waits for a concurrent one must still succeed, not fail
+// with a serialization error (SQLSTATE 40001, a 503 to the client). Each
+// case holds a row lock in another transaction, as a concurrent write
+// would, starts the store call, waits until it waits for that lock,
+// commits, and checks the call.
+func TestWritesUnderServerIsolationDefault(t *testing.T) {
+	levels := []string{"read committed", "repeatable read", "serializable"}
+	cases := []struct {
+		name string
+		// lock is the concurrent write's statement, with $1 the account
+		// and $2 the row's key.
+		lock string
+		call func(ctx context.Context, db *postgres.DB, acc, key string) error
+		// setup makes the row and returns its key.
+		setup func(t *testing.T, db *postgres.DB, clock *testenv.Clock, acc string) string
+	}{
+		{
+			name: "idempotency takeover",
+			lock: `UPDATE idempotency_keys SET lease_expires_at = lease_expires_at WHERE account_id = $1 AND key = $2`,
+			setup: func(t *testing.T, db *postgres.DB, clock *testenv.Clock, acc string) string {
+				c := isoClaim(acc)
+				if _, claimed, err := db.ClaimIdempotencyKey(t.Context(), c); !claimed || err != nil {
+					t.Fatalf("first claim: %v, %v", claimed, err)
+				}
+				clock.Add(c.Lease) // the holder is presumed dead
+				return c.Key
+			},
+			call: func(ctx context.Context, db *postgres.DB, acc, key string) error {
+				_, claimed, err := db.ClaimIdempotencyKey(ctx, isoClaim(acc))
+				if err == nil && !claimed {
+					err = errors.New("the expired claim was not taken over")
+				}
+				return err
+			},
+		},
+		{
+			name: "revoke a key being touched",
+			lock: `UPDATE api_keys SET last_used_at = now() WHERE account_id = $1 AND id = $2`,
+			setup: func(t *testing.T, db *postgres.DB, _ *testenv.Clock, acc string) string {
+				k, err := db.CreateKey(t.Context(), store.APIKey{AccountID: acc, Name: "k", Start: "tg_test_abcd", Hash: sha256.Sum256([]byte(acc))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return k.ID
+			},
+			call: func(ctx context.Context, db *postgres.DB, acc, key string) error {
+				_, err := db.RevokeKey(ctx, acc, key, time.Now())
+				return err
+			},
+		},
+	}
+	for _, level := range levels {
+		t.Run(level, func(t *testing.T) {
+			ctx := t.Context()
+			clock := testenv.NewClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
+			db, err := postgres.Open(ctx, testenv.Postgres(t)+"&default_transaction_isolation="+url.PathEscape(level),
+				postgres.WithClock(clock.Now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					acc, _, err := db.EnsureAccount(ctx, tc.name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					key := tc.setup(t, db, clock, acc.ID)
+					holder, err := db.Pool().Begin(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer holder.Rollback(context.Background())
+					if _, err := holder.Exec(ctx, tc.lock, acc.ID, key); err != nil {
+						t.Fatal(err)
+					}
+					done := make(chan error, 1)
+					go func() { done <- tc.call(ctx, db, acc.ID, key) }()
+					waitBlockedBy(t, db, holder.Conn().PgConn().PID(), done)
+					if err := holder.Commit(ctx); err != nil {
+						t.Fatal(err)
+					}
+					if err := <-done; err != nil {
+						t.Errorf("with default_transaction_isolation %q, after waiting for a concurrent write: %v", level, err)
+					}
+				})
+			}
+		})
+	}
+}
+
+func isoClaim(acc string) store.IdempotencyClaim {
+	return store.IdempotencyClaim{AccountID: acc, Key: "k", Fingerprint: store.NewFingerprint("POST", "/v1/leads", nil),
+		Lease: 10 * time.Second, Retention: time.Hour}
+}
+
+// waitBlockedBy polls until some backend waits for a lock that backend
+// pid holds; the call running meanwhile must not return first.
+func waitBlockedBy(t *testing.T, db *postgres.DB, pid uint32, done <-chan error) {
+	t.Helper()
+	for {
+		var waiting int
+		if err := db.Pool().QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`,
+			pid).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the call returned (%v) while another transaction held its row", err)
+		case <-time.After(time.Millisecond): // polling, not a timing claim
+		}
+	}
+}
+
+// TestLockTimeoutIsUnavailable: with lock_timeout set (an operator's
+// guard against writes queueing behind a stuck transaction), a write that
+// waits longer for a lock fails with SQLSTATE 55P03. That is the database
+// refusing to wait, not a bug: store.ErrUnavailable (503, retry), not an
+// unclassified error (500). Each case holds, in another transaction, the
+// lock the call needs until the call has returned.
+func TestLockTimeoutIsUnavailable(t *testing.T) {
+	ctx := t.Context()
+	db, err := postgres.Open(ctx, testenv.Postgres(t)+"&lock_timeout=50ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	acc, _, err := db.EnsureAccount(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := db.CreateSession(ctx, store.Session{AccountID: acc.ID, Status: store.SessionActive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := db.CreateKey(ctx, store.APIKey{AccountID: acc.ID, Name: "k", Start: "tg_test_abcd", Hash: sha256.Sum256([]byte("k"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The advisory lock nextID takes for the account's lead inserts.
+	h := fnv.New64a()
+	io.WriteString(h, "tollgate ids leads "+acc.ID)
+	cases := []struct {
+		name string
+		lock string // run in the holder's transaction with args
+		args []any
+		call func() error
+	}{
+		{"update a locked session", `SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE`, []any{s.ID}, func() error {
+			_, err := db.UpdateSession(ctx, acc.ID, s.ID, func(s *store.Session) error { s.Title = "t"; return nil })
+			return err
+		}},
+		{"revoke a locked key", `SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE`, []any{k.ID}, func() error {
+			_, err := db.RevokeKey(ctx, acc.ID, k.ID, time.Now())
+			return err
+		}},
+		{"create a lead while another insert holds the account's lead lock", `SELECT pg_advisory_xact_lock($1)`, []any{int64(h.Sum64())}, func() error {
+			_, err := db.CreateLead(ctx, store.Lead{AccountID: acc.ID, Name: "n", Status: store.LeadNew})
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			holder, err := db.Pool().Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Rollback(context.Background())
+			if _, err := holder.Exec(ctx, tc.lock, tc.args...); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.call(); !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("a write past lock_timeout: error %v, want store.ErrUnavailable", err)
+			}
+		})
+	}
+}
+
+// TestReadOnlyIsUnavailable: a server that refuses writes (a standby
+// after a failover, or default_transaction_read_only set for
+// maintenance) fails them with SQLSTATE 25006. Writes cannot be served
+// until it is writable again: store.ErrUnavailable (503, retry), as for
+// SQLite's SQLITE_READONLY, not an unclassified error (500). Reads still
+// work.
+func TestReadOnlyIsUnavailable(t *testing.T) {
+	ctx := t.Context()
+	url := testenv.Postgres(t)
+	rw, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	acc, _, err := rw.EnsureAccount(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := postgres.Open(ctx, url+"&default_transaction_read_only=on")
+	if err != nil {
+		t.Fatalf("Open of a migrated database, read-only: %v", err)
+	}
+	defer db.Close()
+	if _, err := db.AccountByID(ctx, acc.ID); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	writes := []struct {
+		name string
+		call func() error
+	}{
+		{"CreateLead", func() error {
+			_, err := db.CreateLead(ctx, store.Lead{AccountID: acc.ID, Name: "n", Status: store.LeadNew})
+			return err
+		}},
+		{"CreateAccount", func() error { _, err := db.CreateAccount(ctx, "other"); return err }},
+		{"ClaimIdempotencyKey", func() error { _, _, err := db.ClaimIdempotencyKey(ctx, isoClaim(acc.ID)); return err }},
+		{"TouchKeys", func() error { return db.TouchKeys(ctx, map[string]time.Time{"key_x": time.Now()}) }},
+	}
+	for _, w := range writes {
+		t.Run(w.name, func(t *testing.T) {
+			if err := w.call(); !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("write to a read-only server: error %v, want store.ErrUnavailable", err)
+			}
+		})
 	}
 }
