@@ -33,11 +33,27 @@ const (
 	idleGrace = int64(time.Second)
 )
 
-// Sentinel TATs. Real TATs stay far below them (see MaxTolerance).
+// Sentinel TATs. Real TATs stay far below them: a decision's time is
+// clamped to within maxNow of the store's epoch, and an admission puts a
+// TAT at most MaxTolerance after it.
 const (
 	tatDead   = math.MaxInt64     // the entry has left the table
 	tatLocked = math.MaxInt64 - 1 // a multi-policy decision holds the slot
 )
+
+// maxNow bounds a decision's time, in nanoseconds either side of the
+// store's epoch (about 73 years): a time further away (TakeAt(time.Time{}),
+// a clock that jumped) is decided at the bound. Within it, TATs stay below
+// maxNow+MaxTolerance and the difference of any TAT and time fits in an
+// int64, so the arithmetic cannot wrap (into an admission, or a TAT equal
+// to a sentinel).
+const maxNow = 1 << 61
+
+// sinceEpoch returns t in nanoseconds since the store's epoch, clamped to
+// ±maxNow.
+func (s *MemoryStore) sinceEpoch(t time.Time) int64 {
+	return min(max(int64(t.Sub(s.epoch)), -maxNow), maxNow)
+}
 
 // MemoryOptions configures a MemoryStore. The zero value is ready to use.
 type MemoryOptions struct {
@@ -144,9 +160,13 @@ type slot struct {
 	// the TAT: until a single unit fits again, at
 	// denied+interval-tolerance, no admission can move the TAT, so every
 	// request with a cost is denied against that same TAT. A key held
-	// over its limit is then decided from this read-mostly line alone,
-	// and cores denying it at once share the line instead of taking it
-	// from each other.
+	// over its limit is then decided by reading this read-mostly line and
+	// the TAT's, writing neither, and cores denying it at once share both
+	// lines instead of taking the TAT's from each other. The TAT must
+	// still equal the hint: a denial stores the hint some time after it
+	// read the TAT, and an admission that moved the TAT (and cleared the
+	// hint) in between leaves a stale hint behind. (A slot locked or
+	// dead, its TAT a sentinel, is then decided as in decideOne's loop.)
 	denied atomic.Int64
 	tat    atomic.Int64
 }
@@ -182,9 +202,9 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 // nanotime reads the store's clock: nanoseconds since its epoch.
 func (s *MemoryStore) nanotime() int64 {
 	if s.clock == nil {
-		return int64(time.Since(s.epoch)) // monotonic, one cheap read
+		return int64(time.Since(s.epoch)) // monotonic, one cheap read; never near maxNow
 	}
-	return int64(s.clock().Sub(s.epoch))
+	return s.sinceEpoch(s.clock())
 }
 
 // Take implements Store, reading the store's clock once. A store on the
@@ -208,7 +228,7 @@ func (s *MemoryStore) Take(ctx context.Context, key string, policies []Policy, c
 func (s *MemoryStore) nowFor(ctx context.Context) int64 {
 	if s.clock == nil {
 		if t, ok := arrival.From(ctx); ok {
-			return int64(t.Sub(s.epoch)) // both monotonic readings
+			return s.sinceEpoch(t) // both monotonic readings
 		}
 	}
 	return s.nanotime()
@@ -223,13 +243,14 @@ func (s *MemoryStore) nowFor(ctx context.Context) int64 {
 // key's state for a second after it went idle, so a request whose
 // decision runs late (a slow key lookup between its arrival and the
 // limiter) still finds it. A time even earlier may find a key forgotten
-// and decide it as a fresh one.
+// and decide it as a fresh one. A time more than about 73 years from the
+// store's creation is decided as the nearest time within that range.
 func (s *MemoryStore) TakeAt(now time.Time, key string, policies []Policy, cost int) (r Result, err error) {
 	if len(policies) == 1 {
-		err = s.takeOne(&r, int64(now.Sub(s.epoch)), key, &policies[0], cost)
+		err = s.takeOne(&r, s.sinceEpoch(now), key, &policies[0], cost)
 		return r, err
 	}
-	return s.take(int64(now.Sub(s.epoch)), key, policies, cost)
+	return s.take(s.sinceEpoch(now), key, policies, cost)
 }
 
 // Len returns how many keys the store holds, idle ones included until they
@@ -287,10 +308,11 @@ func (s *MemoryStore) takeOne(r *Result, now int64, key string, p *Policy, cost 
 // under the shard's mutex).
 func decideOne(r *Result, sl *slot, p *Policy, now int64, cost int) bool {
 	tolerance := sl.tolerance()
-	if d := sl.denied.Load(); cost > 0 && d != 0 && now < d+sl.interval-tolerance {
-		// Denied against TAT d, which cannot have moved (see slot.denied):
-		// what the loop below would decide, without touching the TAT's
-		// cache line. Remaining is 0, for d-now > tolerance-interval.
+	if d := sl.denied.Load(); cost > 0 && d != 0 && now < d+sl.interval-tolerance && sl.tat.Load() == d {
+		// Denied against TAT d, still the slot's TAT (see slot.denied):
+		// what the loop below would decide, reading the TAT's cache line
+		// without taking it for writing. Remaining is 0, for d-now >
+		// tolerance-interval.
 		fill(r, p, false, 0, d+int64(cost)*sl.interval-tolerance-now, d-now)
 		return true
 	}

@@ -3,6 +3,7 @@ package ratelimit_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -530,6 +531,215 @@ func TestMemoryKeepsStateForLateDecisions(t *testing.T) {
 			// now: its key's hour is not over, so it is refused.
 			if r, _ := s.TakeAt(t0.Add(time.Hour-300*time.Millisecond), keys[0], hourly, 1); r.Allowed {
 				t.Errorf("key admitted twice within its hour: the sweep dropped the state a late decision needed")
+			}
+		})
+	}
+}
+
+// TestMemoryExtremeTimes: a TakeAt (or an injected clock) far from the
+// store's epoch, past what its nanosecond arithmetic holds, neither admits
+// a spent key, nor wedges a key with an empty Result, nor resets it.
+func TestMemoryExtremeTimes(t *testing.T) {
+	hourly := ratelimit.Policy{Name: "h", Limit: 1, Window: time.Hour}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name string
+		at   time.Time
+	}{
+		{"zero time", time.Time{}},
+		{"year 1", time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"300 years on", t0.AddDate(300, 0, 0)},
+		// The decision at this time admits into a TAT of exactly the
+		// sentinel a multi-policy lock uses.
+		{"TAT at the lock sentinel", t0.Add(time.Duration(math.MaxInt64 - 1 - int64(time.Hour)))},
+		{"TAT at the dead sentinel", t0.Add(time.Duration(math.MaxInt64 - int64(time.Hour)))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, policies := range [][]ratelimit.Policy{{hourly}, {hourly, {Name: "d", Limit: 5, Window: 24 * time.Hour}}} {
+				s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: func() time.Time { return t0 }})
+				if r, err := s.TakeAt(t0, "k", policies, 1); err != nil || !r.Allowed {
+					t.Fatalf("first TakeAt = %+v, %v", r, err)
+				}
+				r, err := s.TakeAt(tt.at, "k", policies, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.at.Before(t0) && r.Allowed {
+					t.Errorf("%d policies: TakeAt(%v) admitted a key spent later, at %v: %+v", len(policies), tt.at, t0, r)
+				}
+				// Back at t0 (a second on): the key is still spent, and
+				// described as such.
+				r, err = s.TakeAt(t0.Add(time.Second), "k", policies, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Limit != 1 || r.Policy != "h" {
+					t.Errorf("%d policies: TakeAt(t0+1s) after TakeAt(%v) = %+v, want a Result of policy h", len(policies), tt.at, r)
+				}
+				if tt.at.Before(t0) && r.Allowed {
+					t.Errorf("%d policies: TakeAt(t0+1s) after TakeAt(%v) admitted again within the hour", len(policies), tt.at)
+				}
+			}
+		})
+	}
+}
+
+// TestMemoryDenialHintNotStale races admissions that move a key's TAT
+// against denials of requests dated earlier (TakeAt in the past, or
+// requests whose arrival time was read before a slow lookup), which
+// record the TAT they were denied against as the key's denial hint. A
+// denial that starts after an admission returned must be decided against
+// that admission's TAT at least, not from a hint recorded against the TAT
+// before it; and once the goroutines are done, a denial read from the
+// hint must describe the key's TAT as a cost-0 peek does (which never
+// reads the hint).
+func TestMemoryDenialHintNotStale(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const rounds = 8
+	admissions := int64(2000)
+	if raceEnabled {
+		admissions = 500
+	}
+	for _, multi := range []bool{false, true} {
+		t.Run(fmt.Sprint("multi-policy admissions=", multi), func(t *testing.T) {
+			perSecond := ratelimit.Policy{Name: "s", Limit: 1, Window: time.Second}
+			admit := []ratelimit.Policy{perSecond}
+			if multi {
+				admit = append(admit, ratelimit.Policy{Name: "d", Limit: 1 << 20, Window: time.Hour})
+			}
+			s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: func() time.Time { return t0 }})
+			var stale, staleEnd atomic.Int64
+			for round := range rounds {
+				key := fmt.Sprint("k", round)
+				if r, err := s.TakeAt(t0, key, admit, 1); err != nil || !r.Allowed { // spent until t0+1s
+					t.Fatalf("first TakeAt = %+v, %v", r, err)
+				}
+				var done atomic.Int64 // admissions returned; the TAT is t0 + (done+1)s at least
+				var wg sync.WaitGroup
+				wg.Go(func() { // one admission a second, each moving the TAT
+					for i := int64(1); i <= admissions; i++ {
+						if r, err := s.TakeAt(t0.Add(time.Duration(i)*time.Second), key, admit, 1); err != nil || !r.Allowed {
+							t.Errorf("admission %d = %+v, %v", i, r, err)
+							done.Store(admissions)
+							return
+						}
+						done.Store(i)
+					}
+				})
+				for range 4 {
+					wg.Go(func() { // denials at t0
+						for {
+							k := done.Load()
+							if k == admissions {
+								return
+							}
+							r, err := s.TakeAt(t0, key, []ratelimit.Policy{perSecond}, 1)
+							if err != nil {
+								t.Error(err)
+								return
+							}
+							if want := time.Duration(k+1) * time.Second; r.Allowed || r.ResetAfter < want {
+								if stale.Add(1) <= 3 {
+									t.Errorf("round %d: denial at t0 after %d admissions = %+v, want ResetAfter >= %v", round, k, r, want)
+								}
+							}
+						}
+					})
+				}
+				wg.Wait()
+				peek, err1 := s.TakeAt(t0, key, []ratelimit.Policy{perSecond}, 0)
+				denied, err2 := s.TakeAt(t0, key, []ratelimit.Policy{perSecond}, 1)
+				if err1 != nil || err2 != nil {
+					t.Fatal(err1, err2)
+				}
+				if denied.Allowed || denied.ResetAfter != peek.ResetAfter || denied.RetryAfter != peek.ResetAfter {
+					if staleEnd.Add(1) <= 3 {
+						t.Errorf("round %d: denial at t0 = %+v, but the key's state is %+v: decided from a stale hint", round, denied, peek)
+					}
+				}
+			}
+			if n, m := stale.Load(), staleEnd.Load(); n+m > 0 {
+				t.Errorf("%d denials decided from a stale hint during the races, %d of %d rounds left one behind", n, m, rounds)
+			}
+		})
+	}
+}
+
+// TestMemoryExactUnderShardChurn hammers one key with single- and
+// multi-policy decisions, some dated half a second back, while other
+// goroutines fill the key's own shard with keys that go idle: the shard
+// grows, sweeps and rebuilds its table, and with a small bound evicts
+// (never the hot key, which stays limiting longest). The key's limit holds
+// exactly, and the shard stays within its bound.
+func TestMemoryExactUnderShardChurn(t *testing.T) {
+	a := ratelimit.Policy{Name: "a", Limit: 100, Window: time.Hour}
+	b := ratelimit.Policy{Name: "b", Limit: 60, Window: time.Hour}
+	churn := []ratelimit.Policy{{Name: "churn", Limit: 1, Window: 10 * time.Millisecond}}
+	for _, perShard := range []int{32, ratelimit.DefaultMaxKeys / ratelimit.NumShards} {
+		t.Run(fmt.Sprint("per shard ", perShard), func(t *testing.T) {
+			for iter := range 3 {
+				clock := newFakeClock()
+				s := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{Now: clock.Now, MaxKeys: ratelimit.NumShards * perShard})
+				var churnKeys []string
+				for i := 0; len(churnKeys) < 1500; i++ {
+					if k := fmt.Sprint("churn-", i); ratelimit.ShardOf(s, k) == ratelimit.ShardOf(s, "hot") {
+						churnKeys = append(churnKeys, k)
+					}
+				}
+				var admitted, admittedB, churning atomic.Int64
+				churning.Store(2)
+				var wg sync.WaitGroup
+				sets := [][]ratelimit.Policy{{a}, {a, b}, {b, a}, {a}}
+				for g := range 8 {
+					wg.Go(func() {
+						policies := sets[g%len(sets)]
+						for churning.Load() > 0 {
+							var r ratelimit.Result
+							var err error
+							if g >= len(sets) {
+								r, err = s.TakeAt(clock.Now().Add(-500*time.Millisecond), "hot", policies, 1)
+							} else {
+								r, err = s.Take(context.Background(), "hot", policies, 1)
+							}
+							if err != nil {
+								t.Error(err)
+								return
+							}
+							if r.Allowed {
+								admitted.Add(1)
+								if len(policies) == 2 {
+									admittedB.Add(1)
+								}
+							}
+						}
+					})
+				}
+				for g := range 2 {
+					wg.Go(func() {
+						defer churning.Add(-1)
+						for i := g; i < len(churnKeys); i += 2 {
+							clock.Advance(time.Millisecond)
+							if _, err := s.Take(context.Background(), churnKeys[i], churn, 1); err != nil {
+								t.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				// 1.5 s of fake time pass: a (100/h) refills 0.04 units.
+				if got := admitted.Load(); got != 100 {
+					t.Fatalf("iteration %d: admitted %d under policy a (100/h), want exactly 100", iter, got)
+				}
+				if got := admittedB.Load(); got > 60 {
+					t.Fatalf("iteration %d: admitted %d under policies a and b (60/h), want at most 60", iter, got)
+				}
+				if got := s.Len(); got > perShard {
+					t.Fatalf("iteration %d: Len() = %d, want <= %d", iter, got, perShard)
+				}
+				if r, err := s.Take(context.Background(), "hot", []ratelimit.Policy{b}, 0); err != nil || r.Remaining != 60-int(admittedB.Load()) {
+					t.Fatalf("iteration %d: peek b = %+v, %v; want %d remaining", iter, r, err, 60-admittedB.Load())
+				}
 			}
 		})
 	}
