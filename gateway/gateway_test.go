@@ -948,3 +948,33 @@ func TestLocation(t *testing.T) {
 		})
 	}
 }
+
+// TestReplaced429KeepsUpstreamLimit: a replaced upstream 429 names the
+// upstream's limit and window in its details even when the gateway's own
+// rate-limit headers are the ones kept (they have fewer requests left),
+// which drops the upstream's from the answer.
+func TestReplaced429KeepsUpstreamLimit(t *testing.T) {
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/plain")
+		h.Set("Retry-After", "3")
+		h.Set("X-RateLimit-Limit", "1000")
+		h.Set("X-RateLimit-Remaining", "999")
+		h.Set("X-RateLimit-Reset", fmt.Sprint(time.Now().Unix()+5))
+		h.Set("RateLimit-Policy", `"p";q=1000;w=60`)
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, "slow down")
+	})
+	h := newHarness(t, up, gateway.Options{}, middleware.RateLimit(middleware.RateLimitConfig{
+		Store:   ratelimit.NewMemoryStore(ratelimit.MemoryOptions{}),
+		Default: ratelimit.Policy{Limit: 100, Window: time.Minute},
+	}))
+	resp, body := h.do(t, "GET", "/v1/things", nil)
+	d := envelope(t, resp, body, http.StatusTooManyRequests, apierror.RateLimited)
+	if d["limit"] != 1000.0 || d["window"] != "1m" || d["retry_after"] != 3.0 || d["policy"] != "upstream" {
+		t.Errorf("details %v; want the upstream's limit 1000, window 1m, retry_after 3", d)
+	}
+	if got := resp.Header.Get("X-RateLimit-Limit"); got != "100" {
+		t.Errorf("X-RateLimit-Limit = %q, want the gateway's 100 (fewer left)", got)
+	}
+}

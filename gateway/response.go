@@ -32,14 +32,11 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 			delete(res.Header, k) // the gateway's id is on the response
 		}
 	}
-	// The wait a 429 or 503 without Retry-After gets: the upstream's
-	// X-RateLimit-Reset when it names one, else 1 s. Read before the merge
-	// below, which may drop the upstream's rate-limit headers.
-	wait := time.Second
+	// What a 429 or 503 says of the upstream's limit, read before the
+	// merge below, which may drop the upstream's rate-limit headers.
+	lim := upstreamLimit{wait: time.Second}
 	if res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable {
-		if d, ok := apierror.ParseRateLimitReset(res.Header, time.Now()); ok {
-			wait = d
-		}
+		lim = readUpstreamLimit(res.Header)
 	}
 	if ex != nil {
 		mergeRateHeaders(ex.w.Header(), res.Header)
@@ -72,7 +69,7 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 		res.Body = io.NopCloser(bytes.NewReader(data))
 		return nil
 	}
-	return &upstreamError{replacement(res, wait)}
+	return &upstreamError{replacement(res, lim)}
 }
 
 // isContract reports whether body, the whole error body of res, is the
@@ -97,9 +94,31 @@ func isContract(res *http.Response, body []byte) bool {
 	return !e.Foreign && e.Code.Known() && e.Code.Status() == res.StatusCode && e.Message != ""
 }
 
+// upstreamLimit is what an upstream 429 or 503 said of its rate limit.
+type upstreamLimit struct {
+	wait   time.Duration // without Retry-After: the time to X-RateLimit-Reset, else 1 s
+	limit  int           // X-RateLimit-Limit; 0 when not said
+	window time.Duration // the w= of a single RateLimit-Policy; 0 when not said
+}
+
+func readUpstreamLimit(h http.Header) upstreamLimit {
+	lim := upstreamLimit{wait: time.Second}
+	if d, ok := apierror.ParseRateLimitReset(h, time.Now()); ok {
+		lim.wait = d
+	}
+	if rl, ok := apierror.ParseRateLimit(h); ok && rl.Limit > 0 {
+		lim.limit = rl.Limit
+	}
+	if w, ok := policyWindow(h.Values("Ratelimit-Policy")); ok {
+		lim.window = w
+	}
+	return lim
+}
+
 // replacement is the envelope that replaces res, an upstream error whose
-// body is not the contract's. A 429 or 503 without Retry-After gets wait.
-func replacement(res *http.Response, wait time.Duration) *apierror.Error {
+// body is not the contract's; lim is what a 429 or 503 said of its limit
+// (the headers of res may no longer hold it: see mergeRateHeaders).
+func replacement(res *http.Response, lim upstreamLimit) *apierror.Error {
 	status := res.StatusCode
 	code := apierror.CodeForStatus(status)
 	switch {
@@ -120,7 +139,7 @@ func replacement(res *http.Response, wait time.Duration) *apierror.Error {
 	if d, ok := apierror.ParseRetryAfter(res.Header, time.Now()); ok {
 		e.WithRetryAfter(d)
 	} else if code == apierror.RateLimited || code == apierror.ServiceUnavailable {
-		e.WithRetryAfter(wait) // the contract: 429 and 503 carry one
+		e.WithRetryAfter(lim.wait) // the contract: 429 and 503 carry one
 	}
 	switch code {
 	case apierror.ServiceUnavailable:
@@ -129,11 +148,11 @@ func replacement(res *http.Response, wait time.Duration) *apierror.Error {
 		// The contract's limit and window, as far as the upstream told
 		// them: X-RateLimit-Limit, and the w= of a single RateLimit-Policy.
 		e.With("policy", "upstream")
-		if rl, ok := apierror.ParseRateLimit(res.Header); ok && rl.Limit > 0 {
-			e.With("limit", rl.Limit)
+		if lim.limit > 0 {
+			e.With("limit", lim.limit)
 		}
-		if w, ok := policyWindow(res.Header.Values("Ratelimit-Policy")); ok {
-			e.With("window", ratelimit.FormatWindow(w))
+		if lim.window > 0 {
+			e.With("window", ratelimit.FormatWindow(lim.window))
 		}
 	case apierror.MethodNotAllowed:
 		if allow := res.Header.Values("Allow"); len(allow) > 0 {
