@@ -40,10 +40,13 @@ func listQuery(limit int, cursor string, extra ...string) string {
 }
 
 // all walks every page from cursor on, yielding each item. It stops at the
-// first error, which it yields with the zero T.
+// first error, which it yields with the zero T. A cursor the server names a
+// second time (its own page's, or an earlier page's) is an error: the pages
+// would come round again for ever.
 func all[T any](ctx context.Context, op, cursor string, page func(ctx context.Context, cursor string) (*Page[T], error)) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
+		seen := map[string]bool{cursor: true}
 		for {
 			p, err := page(ctx, cursor)
 			if err != nil {
@@ -58,10 +61,11 @@ func all[T any](ctx context.Context, op, cursor string, page func(ctx context.Co
 			if p.NextCursor == "" {
 				return
 			}
-			if p.NextCursor == cursor {
-				yield(zero, &Error{Op: op, Err: fmt.Errorf("server returned the same cursor %q again", cursor)})
+			if seen[p.NextCursor] {
+				yield(zero, &Error{Op: op, Err: fmt.Errorf("server returned the same cursor %q again", p.NextCursor)})
 				return
 			}
+			seen[p.NextCursor] = true
 			cursor = p.NextCursor
 		}
 	}

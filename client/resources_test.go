@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -371,4 +373,89 @@ func TestFailuresAreClientErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestListStopsOnACursorCycle: a server whose cursors come back round (a
+// page naming the cursor of an earlier page, not only its own) would make
+// List loop for ever, yielding the same items again and again; List ends
+// with an error the first time a cursor repeats.
+func TestListStopsOnACursorCycle(t *testing.T) {
+	tests := []struct {
+		name    string
+		next    map[string]string // cursor → next_cursor
+		wantIDs []string
+		wantMsg string
+	}{
+		{"own cursor", map[string]string{"": "a", "a": "a"}, []string{"lead_", "lead_a"},
+			`client: list leads: server returned the same cursor "a" again`},
+		{"back to an earlier page", map[string]string{"": "a", "a": "b", "b": "a"}, []string{"lead_", "lead_a", "lead_b"},
+			`client: list leads: server returned the same cursor "a" again`},
+		{"back to the start", map[string]string{"": "a", "a": "b", "b": "c", "c": "a"}, []string{"lead_", "lead_a", "lead_b", "lead_c"},
+			`client: list leads: server returned the same cursor "a" again`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newScript(t, func(w http.ResponseWriter, r *http.Request) {
+				cur := r.URL.Query().Get("cursor")
+				w.Header().Set("Content-Type", "application/json")
+				lead := strings.Replace(leadJSON, `"lead_1"`, `"lead_`+cur+`"`, 1)
+				fmt.Fprintf(w, `{"data":[%s],"next_cursor":%q}`, lead, tt.next[cur])
+			})
+			c := newClient(t, srv.URL, newFakeClock())
+			var ids []string
+			var last error
+			for l, err := range c.Leads.List(context.Background(), client.LeadListOptions{}) {
+				if err != nil {
+					last = err
+					break
+				}
+				ids = append(ids, l.ID)
+				if len(ids) > 20 {
+					break
+				}
+			}
+			if diff := cmp.Diff(tt.wantIDs, ids); diff != "" {
+				t.Errorf("ids (-want +got):\n%s", diff)
+			}
+			if last == nil || last.Error() != tt.wantMsg {
+				t.Errorf("last error = %v, want %s", last, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestSessionUpdateBody: what a SessionUpdate sends. A member is absent
+// unless its field is set; ClearEndedAt is "endedAt": null; a non-nil
+// empty Metadata is {} (the server's reset), not left out.
+func TestSessionUpdateBody(t *testing.T) {
+	end := ts("2099-01-01T00:00:00Z")
+	tests := []struct {
+		name   string
+		update client.SessionUpdate
+		want   string
+	}{
+		{"nothing", client.SessionUpdate{}, `{}`},
+		{"endedAt", client.SessionUpdate{EndedAt: &end}, `{"endedAt":"2099-01-01T00:00:00Z"}`},
+		{"clear endedAt", client.SessionUpdate{ClearEndedAt: true}, `{"endedAt":null}`},
+		{"empty metadata", client.SessionUpdate{Metadata: map[string]any{}}, `{"metadata":{}}`},
+		{"metadata", client.SessionUpdate{Metadata: map[string]any{"k": "v"}}, `{"metadata":{"k":"v"}}`},
+		{"others", client.SessionUpdate{Title: client.Ptr(""), Status: client.Ptr(client.SessionFailed), Tokens: client.Ptr[int64](0)},
+			`{"title":"","status":"failed","tokens":0}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := api(t, exchange{"PATCH", "/v1/sessions/ses_1", "", tt.want, 200, `{"id":"ses_1","status":"failed","tokens":0,"metadata":{},"createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z"}`})
+			if _, err := newClient(t, srv.URL, newFakeClock()).Sessions.Update(context.Background(), "ses_1", tt.update); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Run("EndedAt and ClearEndedAt", func(t *testing.T) {
+		srv := api(t)
+		_, err := newClient(t, srv.URL, newFakeClock()).Sessions.Update(context.Background(), "ses_1", client.SessionUpdate{EndedAt: &end, ClearEndedAt: true})
+		var ce *client.Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "both EndedAt and ClearEndedAt are set") {
+			t.Errorf("Update = %v, want a *client.Error naming both fields", err)
+		}
+	})
 }

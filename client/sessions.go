@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"iter"
 	"net/http"
 	"time"
@@ -47,7 +49,10 @@ type SessionCreate struct {
 	Metadata          map[string]any `json:"metadata,omitempty"`
 }
 
-// SessionUpdate is a partial update: only the non-nil fields are sent.
+// SessionUpdate is a partial update: only the non-nil fields are sent, and
+// the members they leave out are unchanged. Title, Source and Model set to
+// "" clear them; ClearEndedAt clears the end time; a non-nil empty Metadata
+// resets the metadata to {}.
 type SessionUpdate struct {
 	SessionExternalID *string        `json:"sessionExternalId,omitempty"`
 	Title             *string        `json:"title,omitempty"`
@@ -56,8 +61,34 @@ type SessionUpdate struct {
 	Status            *SessionStatus `json:"status,omitempty"`
 	StartedAt         *time.Time     `json:"startedAt,omitempty"`
 	EndedAt           *time.Time     `json:"endedAt,omitempty"`
-	Tokens            *int64         `json:"tokens,omitempty"`
-	Metadata          map[string]any `json:"metadata,omitempty"`
+	// ClearEndedAt sends "endedAt": null, which clears the end time.
+	// EndedAt must then be nil.
+	ClearEndedAt bool           `json:"-"`
+	Tokens       *int64         `json:"tokens,omitempty"`
+	Metadata     map[string]any `json:"metadata,omitempty"`
+}
+
+// MarshalJSON writes the set fields: endedAt as null for ClearEndedAt, and
+// metadata whenever Metadata is non-nil, empty included.
+func (u SessionUpdate) MarshalJSON() ([]byte, error) {
+	if u.ClearEndedAt && u.EndedAt != nil {
+		return nil, errors.New("both EndedAt and ClearEndedAt are set")
+	}
+	type fields SessionUpdate // without this method
+	v := struct {
+		fields
+		EndedAt  any `json:"endedAt,omitempty"` // shadows fields' own
+		Metadata any `json:"metadata,omitempty"`
+	}{fields: fields(u)}
+	if u.ClearEndedAt {
+		v.EndedAt = json.RawMessage("null")
+	} else if u.EndedAt != nil {
+		v.EndedAt = u.EndedAt
+	}
+	if u.Metadata != nil {
+		v.Metadata = u.Metadata
+	}
+	return json.Marshal(v)
 }
 
 // SessionListOptions selects a page of sessions.

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -164,5 +165,105 @@ func TestClientThroughFaults(t *testing.T) {
 	}
 	if proxy.resets.Load() == 0 || proxy.refused.Load() == 0 {
 		t.Errorf("no faults injected")
+	}
+}
+
+// TestClientE2EPatchClears: SessionUpdate can say each of the three things
+// docs/api.md says a PATCH member can say: absent (unchanged), a value,
+// and null (endedAt cleared, metadata reset to {}), against the real API.
+func TestClientE2EPatchClears(t *testing.T) {
+	l := startLive(t, sqliteStore(t), liveOptions{})
+	c, err := client.New(l.base, client.WithAPIKey(l.admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	end := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
+	later := end.Add(time.Hour)
+	tests := []struct {
+		name         string
+		update       client.SessionUpdate
+		wantEndedAt  *time.Time
+		wantMetadata map[string]any
+		wantTitle    string
+	}{
+		{"nothing set: unchanged", client.SessionUpdate{}, &end, map[string]any{"plan": "pro"}, "T"},
+		{"ClearEndedAt: endedAt null", client.SessionUpdate{ClearEndedAt: true}, nil, map[string]any{"plan": "pro"}, "T"},
+		{"EndedAt: set", client.SessionUpdate{EndedAt: &later}, &later, map[string]any{"plan": "pro"}, "T"},
+		{"empty Metadata: reset to {}", client.SessionUpdate{Metadata: map[string]any{}}, &end, map[string]any{}, "T"},
+		{"Metadata: replaced", client.SessionUpdate{Metadata: map[string]any{"x": "y"}}, &end, map[string]any{"x": "y"}, "T"},
+		{"empty Title: cleared", client.SessionUpdate{Title: client.Ptr("")}, &end, map[string]any{"plan": "pro"}, ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := c.Sessions.Create(ctx, client.SessionCreate{SessionExternalID: fmt.Sprint("patch-", i), Title: "T",
+				EndedAt: &end, Metadata: map[string]any{"plan": "pro"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Sessions.Update(ctx, s.ID, tt.update)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range []*client.Session{got, mustGet(t, c, s.ID)} {
+				if (g.EndedAt == nil) != (tt.wantEndedAt == nil) || (g.EndedAt != nil && !g.EndedAt.Equal(*tt.wantEndedAt)) {
+					t.Errorf("endedAt = %v, want %v", g.EndedAt, tt.wantEndedAt)
+				}
+				if fmt.Sprint(g.Metadata) != fmt.Sprint(tt.wantMetadata) {
+					t.Errorf("metadata = %v, want %v", g.Metadata, tt.wantMetadata)
+				}
+				if g.Title != tt.wantTitle {
+					t.Errorf("title = %q, want %q", g.Title, tt.wantTitle)
+				}
+			}
+		})
+	}
+}
+
+func mustGet(t *testing.T, c *client.Client, id string) *client.Session {
+	t.Helper()
+	s, err := c.Sessions.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestClientE2EPathIDs: an id is sent as one path segment whatever it
+// holds: one with '/', '?', '#', '%' or a space names no record, so every
+// id call answers 404 NOT_FOUND for its resource, never another route.
+// (Not "." or "..": the server's router refuses a path whose decoded form
+// has a dot segment, escaped or not, with 404 ROUTE_NOT_FOUND.)
+func TestClientE2EPathIDs(t *testing.T) {
+	l := startLive(t, sqliteStore(t), liveOptions{})
+	c, err := client.New(l.base, client.WithAPIKey(l.admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	calls := []struct {
+		name string
+		call func(id string) error
+	}{
+		{"get session", func(id string) error { _, err := c.Sessions.Get(ctx, id); return err }},
+		{"update session", func(id string) error { _, err := c.Sessions.Update(ctx, id, client.SessionUpdate{}); return err }},
+		{"delete session", func(id string) error { return c.Sessions.Delete(ctx, id) }},
+		{"get lead", func(id string) error { _, err := c.Leads.Get(ctx, id); return err }},
+		{"update lead", func(id string) error { _, err := c.Leads.Update(ctx, id, client.LeadUpdate{}); return err }},
+		{"delete lead", func(id string) error { return c.Leads.Delete(ctx, id) }},
+		{"get key", func(id string) error { _, err := c.Keys.Get(ctx, id); return err }},
+		{"revoke key", func(id string) error { return c.Keys.Revoke(ctx, id) }},
+		{"rotate key", func(id string) error { _, err := c.Keys.Rotate(ctx, id, 0); return err }},
+	}
+	for _, cl := range calls {
+		for _, id := range []string{"a/b", "a?b", "a#b", "...", "%2e%2e", "%2F", "ses_ x"} {
+			t.Run(cl.name+" "+id, func(t *testing.T) {
+				err := cl.call(id)
+				var ae *apierror.Error
+				if !errors.As(err, &ae) || ae.Code != apierror.NotFound {
+					t.Errorf("error = %v, want NOT_FOUND", err)
+				}
+			})
+		}
 	}
 }
