@@ -43,7 +43,9 @@ type Config struct {
 	// MaxKeys is how many live keys (neither revoked nor expired) an
 	// account may have before POST /v1/keys answers 422 UNPROCESSABLE with
 	// reason key_limit: 0 means DefaultMaxKeys, a negative value no cap.
-	// Rotation is not capped (its old key ends), nor is the CLI.
+	// A rotation with an overlap is capped too (both keys live for a
+	// while): it needs the account's other live keys below MaxKeys; one
+	// without an overlap never is, nor is the CLI.
 	MaxKeys int
 	// Maintenance is the switch GET/PUT /v1/admin/maintenance read and
 	// set; nil means a switch of the API's own, off.
