@@ -73,8 +73,8 @@ var falseValue = false
 // the envelope (or problem+json when r's Accept prefers it),
 // Content-Type, Cache-Control: no-store, the error's headers, and
 // details.request_id taken from w's X-Request-Id header (one is made if
-// the header is absent). A Location header set before the call is
-// removed. Any error that is not an *Error becomes
+// the header is absent). Location and Content-Encoding headers set
+// before the call are removed. Any error that is not an *Error becomes
 // INTERNAL_ERROR with a generic message; its text is never sent.
 //
 // When r's context has already ended (its deadline, its client gone), the
@@ -111,8 +111,11 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 	// not copied on the envelope path.
 	extra := append(hv.extra[:0], member{"request_id", id})
 	// A handler may have set Location for the success it expected; an
-	// error points at no resource unless it names one itself.
+	// error points at no resource unless it names one itself. Nor is its
+	// body encoded: a Content-Encoding set for the body the handler meant
+	// to send would make the client decode the envelope and fail.
 	delete(h, "Location")
+	delete(h, "Content-Encoding")
 	for k, vs := range e.Header {
 		h[k] = vs
 	}

@@ -85,3 +85,31 @@ func TestWriteEndedRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteDropsContentEncoding: a handler that set Content-Encoding for
+// the compressed body it meant to send, then failed, answers an error
+// body that is not encoded; left in place, the header makes the client
+// decode the envelope as gzip (or anything else) and fail.
+func TestWriteDropsContentEncoding(t *testing.T) {
+	for _, enc := range []string{"gzip", "br", "deflate"} {
+		t.Run(enc, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Encoding", enc)
+				w.Header().Set("X-Request-Id", "r1")
+				apierror.Write(w, r, apierror.New(apierror.InternalError, ""))
+			}))
+			defer srv.Close()
+			res, err := srv.Client().Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			if got := res.Header.Get("Content-Encoding"); got != "" {
+				t.Errorf("Content-Encoding = %q on an unencoded error body", got)
+			}
+			if e := apierror.Decode(res); e.Foreign || e.Code != apierror.InternalError || e.RequestID() != "r1" {
+				t.Errorf("body not the envelope: code %s, foreign %v, request_id %q", e.Code, e.Foreign, e.RequestID())
+			}
+		})
+	}
+}

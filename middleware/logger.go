@@ -11,8 +11,9 @@ import (
 )
 
 // Logger writes one JSON access line per request to l: method, route
-// pattern, path, status, code, bytes, duration_ms, request_id, and key_id
-// when the request was authenticated. A 5xx is logged at ERROR with the
+// pattern, path, status, code, bytes (of body sent: 0 for HEAD),
+// duration_ms, request_id, and key_id when the request was
+// authenticated. A 5xx is logged at ERROR with the
 // cause of the error (never sent to the client); a 4xx at INFO. A response
 // aborted by a panic that reaches Logger (http.ErrAbortHandler) is logged
 // at ERROR with error "response aborted" and the status sent before it (0
@@ -48,6 +49,10 @@ func Logger(l *slog.Logger, now func() time.Time) Middleware {
 					Bytes:     st.rec.bytes,
 					Duration:  since(st.start),
 					KeyID:     st.keyID,
+				}
+				if r.Method == http.MethodHead {
+					// net/http discards a HEAD response's body: none was sent.
+					a.Bytes = 0
 				}
 				if v != nil {
 					defer panic(v) // once the line is written

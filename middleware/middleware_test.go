@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -584,4 +586,117 @@ type arrivalStoreSpy struct {
 func (s *arrivalStoreSpy) Take(ctx context.Context, _ string, p []ratelimit.Policy, _ int) (ratelimit.Result, error) {
 	s.got, s.ok = arrival.From(ctx)
 	return ratelimit.Result{Allowed: true, Limit: p[0].Limit, Remaining: 1, Window: p[0].Window}, nil
+}
+
+// lockedBuffer is a log destination written by a server's goroutines and
+// read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	logBuffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.logBuffer.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.logBuffer.String()
+}
+
+// TestSwitchingProtocols: a 101 sent with WriteHeader is the response's
+// final status (net/http sends nothing after it): logged as 101, and a
+// panic after it aborts the response instead of writing a 500 over it.
+func TestSwitchingProtocols(t *testing.T) {
+	logs := &lockedBuffer{}
+	l := slog.New(logjson.New(logs, nil))
+	rt := middleware.NewRouter()
+	rt.HandleFunc("GET /switch", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusSwitchingProtocols)
+	})
+	rt.HandleFunc("GET /switch-panic", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		panic("after the switch")
+	})
+	for _, tt := range []struct {
+		path    string
+		level   string
+		aborted bool // the connection is cut, perhaps before the 101 left
+	}{
+		{"/switch", "INFO", false},
+		{"/switch-panic", "ERROR", true},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			srv := httptest.NewUnstartedServer(middleware.Chain(middleware.RequestID(nil), middleware.Logger(l, nil), middleware.Recover(l))(rt))
+			serverLog := &lockedBuffer{}
+			srv.Config.ErrorLog = log.New(serverLog, "", 0)
+			srv.Start()
+			defer srv.Close()
+			res, err := srv.Client().Get(srv.URL + tt.path)
+			switch {
+			case err == nil:
+				res.Body.Close()
+				if res.StatusCode != http.StatusSwitchingProtocols {
+					t.Fatalf("status %d, want 101", res.StatusCode)
+				}
+			case !tt.aborted:
+				t.Fatal(err)
+			}
+			srv.Close() // waits for the handler's end, and its access line
+			var access map[string]any
+			for _, line := range logs.lines(t) {
+				if line["msg"] == "request" && line["path"] == tt.path {
+					access = line
+				}
+			}
+			if access == nil || access["status"] != 101.0 || access["level"] != tt.level {
+				t.Errorf("access line %v, want status 101 at %s", access, tt.level)
+			}
+			if s := serverLog.String(); strings.Contains(s, "superfluous") {
+				t.Errorf("a second WriteHeader after the 101:\n%s", s)
+			}
+		})
+	}
+}
+
+// TestLoggerBytesOnWire: the access line's bytes are the body bytes sent.
+// net/http discards a HEAD response's body (and a 304's) whatever the
+// handler writes.
+func TestLoggerBytesOnWire(t *testing.T) {
+	rt := middleware.NewRouter()
+	rt.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) })
+	rt.HandleFunc("GET /not-modified", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotModified)
+		w.Write([]byte("hello"))
+	})
+	for _, tt := range []struct {
+		method, path string
+		status       float64
+		bytes        float64
+	}{
+		{"GET", "/hello", 200, 5},
+		{"HEAD", "/hello", 200, 0},
+		{"GET", "/not-modified", 304, 0},
+		{"HEAD", "/nope", 404, 0},
+	} {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			logs := &lockedBuffer{}
+			srv := httptest.NewServer(middleware.Chain(middleware.RequestID(nil), middleware.Logger(slog.New(logjson.New(logs, nil)), nil))(rt))
+			defer srv.Close()
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+			res, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			srv.Close() // waits for the access line
+			lines := logs.lines(t)
+			if len(lines) != 1 || lines[0]["status"] != tt.status || lines[0]["bytes"] != tt.bytes {
+				t.Errorf("access lines %v, want one with status %v, bytes %v", lines, tt.status, tt.bytes)
+			}
+		})
+	}
 }

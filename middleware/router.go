@@ -4,6 +4,8 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,8 +16,11 @@ import (
 // Router is an http.ServeMux that answers with the error contract where
 // ServeMux would write plain text: an unknown path gets 404
 // ROUTE_NOT_FOUND, a known path with another method 405
-// METHOD_NOT_ALLOWED with an Allow header. It records the matched pattern
-// for the access log and metrics.
+// METHOD_NOT_ALLOWED with an Allow header. A path with no route of its
+// own, only with a trailing slash added ("/v1/things" where the pattern is
+// "/v1/things/" or "/v1/things/{$}"), gets 404 ROUTE_NOT_FOUND, not
+// ServeMux's redirect, as do paths with empty, "." or ".." segments. It
+// records the matched pattern for the access log and metrics.
 //
 // Patterns are ServeMux patterns ("GET /v1/leads/{id}"); the pattern "/"
 // is taken by the router itself. Routes may be registered while serving.
@@ -33,6 +38,12 @@ type Router struct {
 	mu    sync.Mutex                         // serialises registrations
 	exact atomic.Pointer[map[string][]route] // path → routes; copied on write
 	hosts bool                               // a host pattern exists: no exact lookups
+	// methods are the methods tried for an Allow header: probeMethods and
+	// any other a pattern names. Copied on write.
+	methods atomic.Pointer[[]string]
+	// slash is set once a pattern ends in "/" or "{$}": ServeMux may then
+	// redirect a path without that slash to it.
+	slash atomic.Bool
 }
 
 // muxHasPatterns reports whether ServeMux matches Go 1.22 patterns, which
@@ -56,7 +67,8 @@ type route struct {
 	h               http.Handler
 }
 
-// probeMethods are the methods tried when building an Allow header.
+// probeMethods are the methods tried when building an Allow header, with
+// any other method a pattern names.
 var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
 
 // NewRouter returns an empty Router.
@@ -76,6 +88,13 @@ func (rt *Router) Handle(pattern string, h http.Handler) {
 	method, path := "", pattern
 	if i := strings.IndexAny(pattern, " \t"); i >= 0 {
 		method, path = pattern[:i], strings.TrimLeft(pattern[i+1:], " \t")
+	}
+	if ms := rt.probes(); method != "" && !slices.Contains(ms, method) {
+		ms = append(ms[:len(ms):len(ms)], method)
+		rt.methods.Store(&ms)
+	}
+	if strings.HasSuffix(path, "/") || strings.HasSuffix(path, "{$}") {
+		rt.slash.Store(true)
 	}
 	switch {
 	case !strings.HasPrefix(path, "/"):
@@ -130,7 +149,30 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.h.ServeHTTP(w, r)
 		return
 	}
+	if rt.slash.Load() && !strings.HasSuffix(r.URL.Path, "/") {
+		// ServeMux would redirect to the path with a trailing slash, with
+		// an HTML body; this path has no route of its own.
+		if h, _ := rt.mux.Handler(r); isRedirect(h) {
+			apierror.Write(w, r, apierror.New(apierror.RouteNotFound, "").With("path", r.URL.Path))
+			return
+		}
+	}
 	rt.mux.ServeHTTP(w, r)
+}
+
+// redirectType is the type of the handler ServeMux.Handler returns for a
+// redirect.
+var redirectType = reflect.TypeOf(http.RedirectHandler("/", http.StatusTemporaryRedirect))
+
+// isRedirect reports whether h is one of ServeMux's redirects.
+func isRedirect(h http.Handler) bool { return reflect.TypeOf(h) == redirectType }
+
+// probes returns the methods to try for an Allow header.
+func (rt *Router) probes() []string {
+	if ms := rt.methods.Load(); ms != nil {
+		return *ms
+	}
+	return probeMethods
 }
 
 // cleanPath reports whether p is absolute and has no empty, "." or ".."
@@ -171,12 +213,14 @@ func (rt *Router) fallback(w http.ResponseWriter, r *http.Request) {
 func (rt *Router) allowed(r *http.Request) []string {
 	var out []string
 	probe := *r
-	for _, m := range probeMethods {
+	for _, m := range rt.probes() {
 		if m == r.Method {
 			continue
 		}
 		probe.Method = m
-		if _, pattern := rt.mux.Handler(&probe); pattern != "" && pattern != "/" {
+		// A redirect to the path with a trailing slash is no route here
+		// (see ServeHTTP).
+		if h, pattern := rt.mux.Handler(&probe); pattern != "" && pattern != "/" && !isRedirect(h) {
 			out = append(out, m)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/middleware"
 )
 
@@ -152,5 +153,64 @@ func TestRouterUnderHTTPMux121(t *testing.T) {
 	cmd.Env = append(os.Environ(), "GODEBUG=httpmuxgo121=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("under httpmuxgo121=1: %v\n%s", err, out)
+	}
+}
+
+// TestRouterWire checks, over a loopback connection, the answers the
+// router gives where ServeMux would not use the contract: a path that
+// only exists with a trailing slash (ServeMux: a 307 with an HTML body),
+// and a path registered only for a method outside the common ones
+// (ServeMux: 405).
+func TestRouterWire(t *testing.T) {
+	rt := middleware.NewRouter()
+	for _, p := range []string{"GET /v1/dir/", "GET /v1/end/{$}", "POST /v1/post/", "QUERY /v1/search", "PURGE /v1/cache/{key}"} {
+		rt.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(r.Pattern)) })
+	}
+	srv := httptest.NewServer(middleware.Chain(middleware.RequestID(nil))(rt))
+	defer srv.Close()
+	cl := srv.Client()
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	tests := []struct {
+		name, method, path string
+		status             int
+		code               apierror.Code
+		allow              string
+	}{
+		{"subtree without its slash", "GET", "/v1/dir", 404, apierror.RouteNotFound, ""},
+		{"subtree without its slash, with a query", "GET", "/v1/dir?a=1", 404, apierror.RouteNotFound, ""},
+		{"{$} without its slash", "GET", "/v1/end", 404, apierror.RouteNotFound, ""},
+		{"POST subtree without its slash", "POST", "/v1/post", 404, apierror.RouteNotFound, ""},
+		{"another method, subtree without its slash", "GET", "/v1/post", 404, apierror.RouteNotFound, ""},
+		{"subtree", "GET", "/v1/dir/", 200, "", ""},
+		{"uncommon method's path", "GET", "/v1/search", 405, apierror.MethodNotAllowed, "QUERY"},
+		{"uncommon method's pattern", "DELETE", "/v1/cache/k1", 405, apierror.MethodNotAllowed, "PURGE"},
+		{"uncommon method", "QUERY", "/v1/search", 200, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := cl.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			if res.StatusCode != tt.status {
+				t.Fatalf("%s %s = %d (Content-Type %q, Location %q), want %d", tt.method, tt.path, res.StatusCode,
+					res.Header.Get("Content-Type"), res.Header.Get("Location"), tt.status)
+			}
+			if tt.code == "" {
+				return
+			}
+			e := apierror.Decode(res)
+			if e.Foreign || e.Code != tt.code || e.RequestID() != res.Header.Get("X-Request-Id") {
+				t.Errorf("body: code %s (foreign %v, request_id %q), want %s", e.Code, e.Foreign, e.RequestID(), tt.code)
+			}
+			if got := res.Header.Get("Allow"); got != tt.allow {
+				t.Errorf("Allow = %q, want %q", got, tt.allow)
+			}
+		})
 	}
 }

@@ -167,8 +167,10 @@ type recorder struct {
 	slots chan struct{}
 }
 
+// WriteHeader records the first final status: 1xx responses other than
+// 101 Switching Protocols are informational, and another may follow.
 func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
