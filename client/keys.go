@@ -124,10 +124,15 @@ func (s *KeyService) Revoke(ctx context.Context, id string) error {
 	return s.c.call(ctx, op, http.MethodDelete, "/v1/keys/"+p, nil, nil)
 }
 
+// NoOverlap, as Rotate's overlap, ends the old secret at once ("overlap":
+// "0s"): the rotation for a key that leaked. The server never refuses it,
+// even at the key cap.
+const NoOverlap time.Duration = -1
+
 // Rotate issues a new secret for a key: POST /v1/keys/{id}/rotate. The old
-// secret keeps working for overlap (zero means the server's default). As
-// with Create, a secret that was not received is an error, returned with
-// the new key.
+// secret keeps working for overlap: zero means the server's default (24h),
+// NoOverlap (or any negative value) not at all. As with Create, a secret
+// that was not received is an error, returned with the new key.
 func (s *KeyService) Rotate(ctx context.Context, id string, overlap time.Duration) (*CreatedKey, error) {
 	const op = "rotate key"
 	p, err := pathID(op, id)
@@ -137,8 +142,11 @@ func (s *KeyService) Rotate(ctx context.Context, id string, overlap time.Duratio
 	body := struct {
 		Overlap string `json:"overlap,omitempty"`
 	}{}
-	if overlap > 0 {
+	switch {
+	case overlap > 0:
 		body.Overlap = formatDuration(overlap)
+	case overlap < 0:
+		body.Overlap = "0s"
 	}
 	var out CreatedKey
 	attempts, err := s.c.callN(ctx, op, http.MethodPost, "/v1/keys/"+p+"/rotate", body, &out)

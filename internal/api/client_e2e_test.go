@@ -267,3 +267,55 @@ func TestClientE2EPathIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestClientE2ERotateNow: Keys.Rotate with client.NoOverlap ends the old
+// secret at once (a leaked key), and the new one works; overlap 0 keeps
+// the server's default overlap, during which the old secret still works.
+func TestClientE2ERotateNow(t *testing.T) {
+	l := startLive(t, sqliteStore(t), liveOptions{})
+	admin, err := client.New(l.base, client.WithAPIKey(l.admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name       string
+		overlap    time.Duration
+		oldWorks   bool
+		wantExpiry bool
+	}{
+		{"NoOverlap", client.NoOverlap, false, true},
+		{"server default", 0, true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := admin.Keys.Create(ctx, client.KeyCreate{Name: "rot " + tt.name, Scopes: []string{"leads:read"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := admin.Keys.Rotate(ctx, k.ID, tt.overlap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (r.PreviousKeyExpiresAt != nil) != tt.wantExpiry {
+				t.Errorf("previous_key_expires_at = %v", r.PreviousKeyExpiresAt)
+			}
+			use := func(secret string) error {
+				c, err := client.New(l.base, client.WithAPIKey(secret))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, err := range c.Leads.List(ctx, client.LeadListOptions{Limit: 1}) {
+					return err
+				}
+				return nil
+			}
+			if err := use(r.Key); err != nil {
+				t.Errorf("new secret: %v", err)
+			}
+			err = use(k.Key)
+			if tt.oldWorks && err != nil || !tt.oldWorks && !errors.Is(err, client.ErrUnauthorized) {
+				t.Errorf("old secret: %v; want working %v", err, tt.oldWorks)
+			}
+		})
+	}
+}
