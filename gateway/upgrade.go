@@ -95,9 +95,8 @@ type upgraded struct {
 // beginUpgrade returns the upgrade state of a request whose context is
 // parent. The request is proxied with u.ctx: ReverseProxy closes the
 // upstream's connection when that context ends, so it must outlive the
-// request's deadline once the protocols have switched.
-// It returns nil when Options.MaxUpgraded upgrade requests are already in
-// flight.
+// request's deadline once the protocols have switched. It returns nil
+// when Options.MaxUpgraded upgrade requests are already in flight.
 func (g *Gateway) beginUpgrade(parent context.Context) *upgraded {
 	g.ups.mu.Lock()
 	full := g.ups.n >= g.ups.max
@@ -133,9 +132,9 @@ func (u *upgraded) end() {
 
 // hijack takes the client's connection from w for the switched protocol:
 // it detaches the request from its deadline and returns the connection
-// wrapped to close itself when idle. It fails,
-// before taking the connection (so the failure is answered with the
-// contract), when the request has already ended or CloseUpgraded has run.
+// wrapped to close itself when idle. It fails before taking the
+// connection (so the failure is answered with the contract) when the
+// request has already ended or CloseUpgraded has run.
 func (u *upgraded) hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
 	ups := &u.g.ups
 	ups.mu.Lock()
