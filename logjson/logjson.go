@@ -284,8 +284,8 @@ func load64(s string, i int) uint64 {
 }
 
 // AppendString appends s to b as a JSON string, escaping quotes,
-// backslashes and control characters, and replacing invalid UTF-8 with
-// U+FFFD.
+// backslashes, control characters and U+2028 and U+2029, and replacing
+// invalid UTF-8 with U+FFFD, as slog.JSONHandler does.
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	i := 0
@@ -329,6 +329,15 @@ func AppendString(b []byte, s string) []byte {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
 			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			// Valid JSON, but not JavaScript: escaped as slog.JSONHandler
+			// does.
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
 			start = i
 			continue
 		}

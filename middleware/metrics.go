@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -16,7 +17,9 @@ import (
 //
 // Unmatched paths are counted under route "unmatched"; a response aborted
 // by a panic (http.ErrAbortHandler) under the status sent before it, "0"
-// when nothing was. now is the clock (time.Now if nil).
+// when nothing was. Several Metrics may share reg (two servers on one
+// registry): they count into the same series. now is the clock (time.Now
+// if nil).
 func Metrics(reg prometheus.Registerer, now func() time.Time) Middleware {
 	now, since := clocks(now)
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -28,7 +31,8 @@ func Metrics(reg prometheus.Registerer, now func() time.Time) Middleware {
 		Help:    "HTTP request latency by route pattern.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"route"})
-	reg.MustRegister(requests, latency)
+	requests = register(reg, requests)
+	latency = register(reg, latency)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			st, w, r := begin(w, r, time.Time{})
@@ -52,6 +56,22 @@ func Metrics(reg prometheus.Registerer, now func() time.Time) Middleware {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// register registers c on reg, or returns the collector of the same
+// description reg already holds; it panics on any other error, as
+// MustRegister does.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if prev, ok := are.ExistingCollector.(C); ok {
+				return prev
+			}
+		}
+		panic(err)
+	}
+	return c
 }
 
 var statusTexts = func() (s [600]string) {
