@@ -83,8 +83,10 @@ func (db *DB) CompleteIdempotencyKey(ctx context.Context, accountID, key, token 
 	// An answer stored past the record's retention (a handler that ran
 	// longer, renewing its lease) is kept for one retention from now, so
 	// that the retry right after it replays it instead of running again.
+	// One stored before then keeps its retention.
 	err = db.held(ctx, `UPDATE idempotency_keys SET state = $1, token = NULL, status = $2, header = $3, body = $4,
-			expires_at = GREATEST(expires_at, `+idemNowSQL(9)+` + (expires_at - created_at))
+			expires_at = CASE WHEN expires_at <= c.now THEN c.now + (expires_at - created_at) ELSE expires_at END
+		FROM (SELECT `+idemNowSQL(9)+` AS now) AS c
 		WHERE account_id = $5 AND key = $6 AND token = $7 AND state = $8`,
 		store.IdempotencyComplete, resp.Status, string(hj), body, accountID, key, token, store.IdempotencyInFlight, db.idemNowArg())
 	if err != nil {

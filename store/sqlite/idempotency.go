@@ -75,10 +75,12 @@ func (db *DB) CompleteIdempotencyKey(ctx context.Context, accountID, key, token 
 	// An answer stored past the record's retention (a handler that ran
 	// longer, renewing its lease) is kept for one retention from now, so
 	// that the retry right after it replays it instead of running again.
+	// One stored before then keeps its retention.
+	now := toMicro(db.now())
 	err = db.held(ctx, `UPDATE idempotency_keys SET state = ?, token = NULL, status = ?, header = ?, body = ?,
-			expires_at = MAX(expires_at, ? + (expires_at - created_at))
+			expires_at = CASE WHEN expires_at <= ? THEN ? + (expires_at - created_at) ELSE expires_at END
 		WHERE account_id = ? AND key = ? AND token = ? AND state = ?`,
-		store.IdempotencyComplete, resp.Status, string(header), body, toMicro(db.now()),
+		store.IdempotencyComplete, resp.Status, string(header), body, now, now,
 		accountID, key, token, store.IdempotencyInFlight)
 	if err != nil {
 		return fmt.Errorf("sqlite: complete idempotency key: %w", err)

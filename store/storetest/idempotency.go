@@ -209,6 +209,48 @@ func testIdempotencyRetention(t *testing.T, h Harness) {
 	}
 }
 
+// testIdempotencyCompleteKeepsRetention checks that a record completed
+// before its retention ended still expires at its retention (counted
+// from the claim), and one completed after it, one retention after its
+// completion.
+func testIdempotencyCompleteKeepsRetention(t *testing.T, h Harness) {
+	const (
+		lease     = 30 * time.Second
+		retention = 2 * time.Minute
+	)
+	for _, tt := range []struct {
+		name       string
+		completeAt time.Duration // from the claim
+		expiresAt  time.Duration // from the claim
+	}{
+		{"completed inside the retention", 10 * time.Second, retention},
+		{"completed past the retention", retention + 30*time.Second, 2*retention + 30*time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, h)
+			acme := e.account(t, "acme")
+			fp := store.NewFingerprint("POST", "/v1/leads", []byte(`{}`))
+			c := store.IdempotencyClaim{AccountID: acme.ID, Key: "k", Fingerprint: fp, Lease: lease, Retention: retention}
+			rec, _ := e.claim(t, c)
+			var elapsed time.Duration
+			for ; elapsed+lease/3 <= tt.completeAt; elapsed += lease / 3 { // the holder renews its lease
+				e.clock.Add(lease / 3)
+				wantErr(t, "Extend", e.s.ExtendIdempotencyLease(e.ctx, acme.ID, "k", rec.Token, lease), nil)
+			}
+			e.clock.Add(tt.completeAt - elapsed)
+			wantErr(t, "Complete", e.s.CompleteIdempotencyKey(e.ctx, acme.ID, "k", rec.Token, store.StoredResponse{Status: 201}), nil)
+			e.clock.Add(tt.expiresAt - tt.completeAt - time.Microsecond)
+			if got, claimed := e.claim(t, c); claimed || got.State != store.IdempotencyComplete {
+				t.Errorf("just before %v from the claim: claimed %v, state %q; want the complete record", tt.expiresAt, claimed, got.State)
+			}
+			e.clock.Add(time.Microsecond)
+			if _, claimed := e.claim(t, c); !claimed {
+				t.Errorf("at %v from the claim: not claimed anew; want the record expired", tt.expiresAt)
+			}
+		})
+	}
+}
+
 // testIdempotencyLiveLeasePastRetention checks that an in-flight record
 // whose retention ended while its lease is still live (a handler that runs
 // longer than the retention, renewing its lease) is neither taken over nor

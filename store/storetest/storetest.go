@@ -52,6 +52,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Idempotency", func(t *testing.T) { t.Parallel(); testIdempotency(t, h) })
 	t.Run("IdempotencyLease", func(t *testing.T) { t.Parallel(); testIdempotencyLease(t, h) })
 	t.Run("IdempotencyRetention", func(t *testing.T) { t.Parallel(); testIdempotencyRetention(t, h) })
+	t.Run("IdempotencyCompleteKeepsRetention", func(t *testing.T) { t.Parallel(); testIdempotencyCompleteKeepsRetention(t, h) })
 	t.Run("IdempotencyLiveLeasePastRetention", func(t *testing.T) { t.Parallel(); testIdempotencyLiveLeasePastRetention(t, h) })
 	t.Run("IdempotencyClaimRace", func(t *testing.T) { t.Parallel(); testIdempotencyClaimRace(t, h) })
 	t.Run("IdempotencyClosed", func(t *testing.T) { t.Parallel(); testIdempotencyClosed(t, h) })
