@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -225,13 +226,27 @@ func queryKeyError(name string) error {
 	return e
 }
 
-// clientAddr is the client's IP address (RemoteAddr without the port).
+// clientAddr is the client address that per-address limits count: the
+// IPv4 address of RemoteAddr, or the /64 network of an IPv6 one. An IPv6
+// host is usually given a whole /64 and can pick a new address from it
+// for every request, so counting single addresses would let it step
+// around the limits (the failed-authentication guard, RateLimit without a
+// key). An IPv4-mapped address counts as its IPv4 address.
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }
 
 // Guard slows down key guessing: a client address that fails to
