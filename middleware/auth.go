@@ -53,8 +53,8 @@ func Auth(v KeyVerifier, guard *Guard) Middleware {
 				apierror.Write(w, r, err)
 				return
 			}
-			var client string
-			if guard != nil {
+			var client string // computed only when needed: while anyone is blocked, or on a failure
+			if guard != nil && guard.size.Load() != 0 {
 				client = clientAddr(r)
 				if d, blocked := guard.blocked(client); blocked {
 					apierror.Write(w, r, guard.refusal(d))
@@ -68,6 +68,9 @@ func Auth(v KeyVerifier, guard *Guard) Middleware {
 			if err != nil {
 				e := authError(r.Context(), err)
 				if guard != nil && e.Code == apierror.Unauthorized {
+					if client == "" {
+						client = clientAddr(r)
+					}
 					guard.fail(r.Context(), client)
 				}
 				apierror.Write(w, r, e)
