@@ -96,9 +96,6 @@ func (p *pacer) acquire(ctx context.Context, key paceKey, e *engine, skipWait bo
 				return goAhead()
 			}
 			d, until = min(e.policy.MaxWait, responseWait), "first response" // woken when it arrives
-			if pastDeadline(ctx, t, d) {
-				return goAhead()
-			}
 		case skipWait || !st.known: // the server sends no X-RateLimit-* headers
 			return goAhead()
 		case !t.Before(st.reset): // the state is out of date
@@ -106,16 +103,16 @@ func (p *pacer) acquire(ctx context.Context, key paceKey, e *engine, skipWait bo
 				return goAhead()
 			}
 			d, until = min(e.policy.MaxWait, responseWait), "response" // woken when one arrives
-			if pastDeadline(ctx, t, d) {
-				return goAhead()
-			}
 		case st.remaining-st.inflight > 0:
 			return goAhead()
 		default:
 			d = st.reset.Sub(t)
-			if d > e.policy.MaxWait || pastDeadline(ctx, t, d) {
+			if d > e.policy.MaxWait {
 				return goAhead()
 			}
+		}
+		if pastDeadline(ctx, t, d) { // no wait past the deadline: the request goes instead
+			return goAhead()
 		}
 		changed := st.changed
 		rem, infl := st.remaining, st.inflight

@@ -34,7 +34,7 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 	}
 	// What a 429 or 503 says of the upstream's limit, read before the
 	// merge below, which may drop the upstream's rate-limit headers.
-	lim := upstreamLimit{wait: time.Second}
+	var lim upstreamLimit // only a 429 or 503 reads it
 	if res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable {
 		lim = readUpstreamLimit(res.Header)
 	}

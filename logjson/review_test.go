@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/logjson"
 )
 
@@ -45,24 +46,6 @@ func TestAccessMatchesJSONHandler(t *testing.T) {
 			}
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestConcurrentWriters: many goroutines mixing buffered access lines,
@@ -154,7 +137,7 @@ func (w *failWriter) Write(p []byte) (int, error) { w.n++; return 0, errWrite }
 
 // TestCloseAndFailures: Close twice, writes after Close, a failing writer.
 func TestCloseAndFailures(t *testing.T) {
-	var buf lockedBuffer
+	var buf testenv.Buffer
 	h := logjson.New(&buf, &logjson.Options{BufferSize: 1 << 20, FlushInterval: time.Hour})
 	h.Access(&logjson.Access{Level: slog.LevelInfo, RequestID: "a"})
 	if err := h.Close(); err != nil {

@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/tollgate-dev/tollgate/apierror"
 	"github.com/tollgate-dev/tollgate/arrival"
 	"github.com/tollgate-dev/tollgate/auth"
+	"github.com/tollgate-dev/tollgate/internal/testenv"
 	"github.com/tollgate-dev/tollgate/logjson"
 	"github.com/tollgate-dev/tollgate/middleware"
 	"github.com/tollgate-dev/tollgate/ratelimit"
@@ -30,7 +29,7 @@ import (
 
 // logBuffer is a concurrency-safe log destination for tests.
 type logBuffer struct {
-	bytes.Buffer
+	testenv.Buffer
 }
 
 func (b *logBuffer) lines(t *testing.T) []map[string]any {
@@ -588,30 +587,11 @@ func (s *arrivalStoreSpy) Take(ctx context.Context, _ string, p []ratelimit.Poli
 	return ratelimit.Result{Allowed: true, Limit: p[0].Limit, Remaining: 1, Window: p[0].Window}, nil
 }
 
-// lockedBuffer is a log destination written by a server's goroutines and
-// read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	logBuffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.logBuffer.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.logBuffer.String()
-}
-
 // TestSwitchingProtocols: a 101 sent with WriteHeader is the response's
 // final status (net/http sends nothing after it): logged as 101, and a
 // panic after it aborts the response instead of writing a 500 over it.
 func TestSwitchingProtocols(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &logBuffer{}
 	l := slog.New(logjson.New(logs, nil))
 	rt := middleware.NewRouter()
 	rt.HandleFunc("GET /switch", func(w http.ResponseWriter, r *http.Request) {
@@ -631,7 +611,7 @@ func TestSwitchingProtocols(t *testing.T) {
 	} {
 		t.Run(tt.path, func(t *testing.T) {
 			srv := httptest.NewUnstartedServer(middleware.Chain(middleware.RequestID(nil), middleware.Logger(l, nil), middleware.Recover(l))(rt))
-			serverLog := &lockedBuffer{}
+			serverLog := &logBuffer{}
 			srv.Config.ErrorLog = log.New(serverLog, "", 0)
 			srv.Start()
 			defer srv.Close()
@@ -683,7 +663,7 @@ func TestLoggerBytesOnWire(t *testing.T) {
 		{"HEAD", "/nope", 404, 0},
 	} {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
-			logs := &lockedBuffer{}
+			logs := &logBuffer{}
 			srv := httptest.NewServer(middleware.Chain(middleware.RequestID(nil), middleware.Logger(slog.New(logjson.New(logs, nil)), nil))(rt))
 			defer srv.Close()
 			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)

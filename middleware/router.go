@@ -41,8 +41,9 @@ type Router struct {
 	// methods are the methods tried for an Allow header: probeMethods and
 	// any other a pattern names. Copied on write.
 	methods atomic.Pointer[[]string]
-	// slash is set once a pattern ends in "/" or "{$}": ServeMux may then
-	// redirect a path without that slash to it.
+	// slash is set once a pattern other than the root ends in "/" or
+	// "{$}": ServeMux may then redirect a path without that slash to it,
+	// and ServeHTTP probes for that redirect.
 	slash atomic.Bool
 }
 
@@ -93,7 +94,9 @@ func (rt *Router) Handle(pattern string, h http.Handler) {
 		ms = append(ms[:len(ms):len(ms)], method)
 		rt.methods.Store(&ms)
 	}
-	if strings.HasSuffix(path, "/") || strings.HasSuffix(path, "{$}") {
+	// The root ("/", "/{$}") never causes a redirect: every path already
+	// starts with its slash. Only deeper patterns cost the probe.
+	if path != "/" && path != "/{$}" && (strings.HasSuffix(path, "/") || strings.HasSuffix(path, "{$}")) {
 		rt.slash.Store(true)
 	}
 	switch {

@@ -96,16 +96,20 @@ func principal(r *http.Request) *auth.Principal {
 	return p
 }
 
-// pathID returns the {id} of r's path. An id that no store can hold (not
-// UTF-8, or with a NUL: PostgreSQL refuses such text with an error) names
+// storable reports whether every store can hold s: UTF-8 without NUL
+// (PostgreSQL refuses other text with an error).
+func storable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// pathID returns the {id} of r's path. An id that no store can hold names
 // no record: it is looked up as "", which no record has, so that it gets
 // the 404 of any id that does not exist, byte for byte.
 func pathID(r *http.Request) string {
-	id := r.PathValue("id")
-	if !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
-		return ""
+	if id := r.PathValue("id"); storable(id) {
+		return id
 	}
-	return id
+	return ""
 }
 
 // respond writes v as JSON with status. With the success_field option, an

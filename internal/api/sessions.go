@@ -452,7 +452,7 @@ func queryParams(r *http.Request, allowed ...string) (map[string]string, error) 
 		if len(q[name]) > 1 {
 			return nil, badQuery(name, "repeated parameter")
 		}
-		if v := q[name][0]; !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+		if !storable(q[name][0]) {
 			// Text that no store can hold, and no record holds.
 			return nil, badQuery(name, "must be UTF-8 text without NUL characters")
 		}

@@ -75,6 +75,22 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 }
 
+// openWithAccount opens the database at url, closed when the test ends,
+// with the account name in it, and returns the account.
+func openWithAccount(t *testing.T, url, name string) (*postgres.DB, store.Account) {
+	t.Helper()
+	db, err := postgres.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	acc, _, err := db.EnsureAccount(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, acc
+}
+
 func TestMigrateTwice(t *testing.T) {
 	url := testenv.Postgres(t)
 	for i := range 2 {
@@ -100,15 +116,7 @@ func TestMigrateTwice(t *testing.T) {
 // production, rather than scanning the whole table.
 func TestTouchKeysLocksInIDOrder(t *testing.T) {
 	ctx := t.Context()
-	db, err := postgres.Open(ctx, testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	acc, _, err := db.EnsureAccount(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, acc := openWithAccount(t, testenv.Postgres(t), "acme")
 	filler, _, err := db.EnsureAccount(ctx, "filler")
 	if err != nil {
 		t.Fatal(err)
@@ -304,15 +312,7 @@ func waitBlockedBy(t *testing.T, db *postgres.DB, pid uint32, done <-chan error)
 // lock the call needs until the call has returned.
 func TestLockTimeoutIsUnavailable(t *testing.T) {
 	ctx := t.Context()
-	db, err := postgres.Open(ctx, testenv.Postgres(t)+"&lock_timeout=50ms")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	acc, _, err := db.EnsureAccount(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, acc := openWithAccount(t, testenv.Postgres(t)+"&lock_timeout=50ms", "acme")
 	s, err := db.CreateSession(ctx, store.Session{AccountID: acc.ID, Status: store.SessionActive})
 	if err != nil {
 		t.Fatal(err)
@@ -369,15 +369,7 @@ func TestLockTimeoutIsUnavailable(t *testing.T) {
 func TestReadOnlyIsUnavailable(t *testing.T) {
 	ctx := t.Context()
 	url := testenv.Postgres(t)
-	rw, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rw.Close()
-	acc, _, err := rw.EnsureAccount(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, acc := openWithAccount(t, url, "acme")
 	db, err := postgres.Open(ctx, url+"&default_transaction_read_only=on")
 	if err != nil {
 		t.Fatalf("Open of a migrated database, read-only: %v", err)
